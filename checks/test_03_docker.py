@@ -1,0 +1,34 @@
+"""Precheck 3, DOCKER: the daemon answers within a bound, its API is new enough, Compose exists."""
+
+from __future__ import annotations
+
+import docker.errors
+import pytest
+
+from nexus_deploy.facts import docker_engine
+from nexus_deploy.facts import host as host_facts
+from nexus_deploy.verdict import no_problems
+
+pytestmark = [pytest.mark.precheck("DOCKER"), pytest.mark.order(3)]
+
+
+def test_docker(host, target, record_property):
+    spec = target.docker
+    problems = []
+    try:
+        engine = docker_engine.engine_state(docker_engine.connect(spec.url, spec.ping_timeout_s))
+    except docker.errors.DockerException as exc:
+        bound = spec.ping_timeout_s
+        problems.append(f"docker daemon at {spec.url} did not answer within {bound:g} s: {exc}")
+    else:
+        record_property("api_version", engine.api_version)
+        record_property("engine_version", engine.engine_version)
+        record_property("ping_ms", round(engine.ping_ms, 1))
+        api, minimum = engine.api_version, spec.min_api_version
+        if docker_engine.version_tuple(api) < docker_engine.version_tuple(minimum):
+            problems.append(f"docker API version {api} is below the minimum {minimum}")
+    compose = host_facts.compose_version(host)
+    record_property("compose", compose or "missing")
+    if compose is None:
+        problems.append("neither `docker compose` nor `docker-compose` is available")
+    no_problems(problems)

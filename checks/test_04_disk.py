@@ -1,0 +1,24 @@
+"""Precheck 4, DISK: enough free space on every path the deployment and the platform write to."""
+
+from __future__ import annotations
+
+import pytest
+
+from nexus_deploy.facts import host as host_facts
+from nexus_deploy.verdict import no_problems
+
+pytestmark = [pytest.mark.precheck("DISK"), pytest.mark.order(4)]
+
+
+def test_disk(host, target, record_property):
+    minimum = target.disk.min_free_gb
+    record_property("min_free_gb", minimum)
+    problems = []
+    for path in map(str, target.disk.paths):
+        free = host_facts.free_gb(host, path)
+        record_property(f"free_gb:{path}", "missing" if free is None else round(free, 1))
+        if free is None:
+            problems.append(f"{path} does not exist")
+        elif free < minimum:
+            problems.append(f"{path} has {free:.1f} GB free, below the minimum {minimum:g} GB")
+    no_problems(problems)

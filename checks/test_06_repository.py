@@ -1,0 +1,31 @@
+"""Precheck 6, REPOSITORY: the platform checkout is intact, on its branch, nothing uncommitted."""
+
+from __future__ import annotations
+
+import pytest
+
+from nexus_deploy.facts.git import repository_state
+from nexus_deploy.verdict import no_problems
+
+pytestmark = [pytest.mark.precheck("REPOSITORY"), pytest.mark.order(6)]
+
+
+def test_repository(host, target, record_property):
+    spec = target.repository
+    state = repository_state(host, str(spec.path))
+    record_property("path", str(spec.path))
+    if not state.is_repository:
+        no_problems([f"{spec.path} is not a git repository"])
+    record_property("branch", state.branch)
+    record_property("head", state.head)
+    record_property("uncommitted", len(state.uncommitted))
+
+    problems = []
+    if not state.fsck_ok:
+        problems.append(f"git fsck found damage in {spec.path}: {state.fsck_output[:200]}")
+    if state.branch != spec.branch:
+        problems.append(f"{spec.path} is on branch {state.branch}, expected {spec.branch}")
+    if state.uncommitted:
+        shown = ", ".join(state.uncommitted[:5])
+        problems.append(f"{spec.path} has {len(state.uncommitted)} uncommitted paths: {shown}")
+    no_problems(problems)

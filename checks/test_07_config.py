@@ -1,0 +1,21 @@
+"""Precheck 7, CONFIG: the phase configs are present, valid one by one and consistent together."""
+
+from __future__ import annotations
+
+import pytest
+
+from nexus_deploy.phase_config import PHASE_CONFIG_FILES, ConfigError, load_phase_configs
+from nexus_deploy.verdict import no_problems
+
+pytestmark = [pytest.mark.precheck("CONFIG"), pytest.mark.order(7)]
+
+
+def test_config(target, deployer_root, record_property):
+    config_dir = deployer_root / target.config.dir
+    record_property("config_dir", str(config_dir))
+    record_property("files", ",".join(PHASE_CONFIG_FILES))
+    try:
+        configs = load_phase_configs(config_dir)
+    except ConfigError as exc:
+        no_problems([str(exc)])
+    record_property("marketplace_steps", len(configs.marketplace.steps))

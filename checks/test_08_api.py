@@ -1,0 +1,27 @@
+"""Precheck 8, API: every gateway health endpoint answers ok, directly and through nginx."""
+
+from __future__ import annotations
+
+import pytest
+
+from nexus_deploy.facts.http import probe_health
+from nexus_deploy.verdict import no_problems
+
+pytestmark = [pytest.mark.precheck("API"), pytest.mark.order(8)]
+
+
+def test_api(target, record_property):
+    spec = target.gateway
+    problems = []
+    for endpoint in spec.endpoints:
+        probe = probe_health(endpoint.url + spec.health_path, spec.timeout_s, spec.ca_file)
+        record_property(f"{endpoint.name}_status", probe.status_code or "none")
+        record_property(f"{endpoint.name}_latency_ms", round(probe.latency_ms, 1))
+        if probe.error:
+            problems.append(f"{endpoint.name} {probe.url} unreachable: {probe.error[:200]}")
+        elif probe.status_code != 200 or probe.body_status != "ok":
+            problems.append(
+                f"{endpoint.name} {probe.url} answered {probe.status_code} "
+                f"with status {probe.body_status!r}, expected 200 and 'ok'"
+            )
+    no_problems(problems)

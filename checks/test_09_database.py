@@ -1,0 +1,45 @@
+"""Precheck 9, DATABASE: the PostgreSQL container is healthy, answers, and holds the flag table."""
+
+from __future__ import annotations
+
+import docker.errors
+import psycopg
+import pytest
+
+from nexus_deploy.facts import database, docker_engine
+from nexus_deploy.verdict import no_problems
+
+pytestmark = [pytest.mark.precheck("DATABASE"), pytest.mark.order(9)]
+
+
+def test_database(target, record_property):
+    spec = target.database
+    problems = []
+    try:
+        client = docker_engine.connect(target.docker.url, target.docker.ping_timeout_s)
+        container = docker_engine.container_state(client, spec.container)
+    except docker.errors.DockerException as exc:
+        problems.append(f"cannot ask docker about container {spec.container}: {exc}")
+    else:
+        record_property("container_status", container.status)
+        record_property("container_health", container.health)
+        if container.status != "running":
+            problems.append(f"container {spec.container} is {container.status}, not running")
+        elif container.health != "healthy":
+            problems.append(f"container {spec.container} health is {container.health}")
+
+    where = f"{spec.user}@{spec.host}:{spec.port}/{spec.dbname}"
+    try:
+        with database.connect(spec) as connection:
+            connection.execute("SELECT 1").fetchone()
+            columns = database.flag_table_columns(connection, spec.flag_table)
+    except psycopg.Error as exc:
+        problems.append(f"cannot connect to {where}: {str(exc).strip()[:200]}")
+    else:
+        record_property("connection", where)
+        missing = [c for c in database.FLAG_COLUMNS if c not in columns]
+        if not columns:
+            problems.append(f"table {spec.flag_table} not found in {where}")
+        elif missing:
+            problems.append(f"table {spec.flag_table} lacks columns {', '.join(missing)}")
+    no_problems(problems)

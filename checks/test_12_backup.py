@@ -1,0 +1,32 @@
+"""Precheck 12, BACKUP: the backup directory is writable with room; the audit directory too."""
+
+from __future__ import annotations
+
+import pytest
+
+from nexus_deploy.facts import host as host_facts
+from nexus_deploy.verdict import no_problems
+
+pytestmark = [pytest.mark.precheck("BACKUP"), pytest.mark.order(12)]
+
+
+def test_backup(host, target, record_property):
+    backup, audit = str(target.backup.dir), str(target.audit.dir)
+    minimum = target.backup.min_free_gb
+    problems = []
+    if not host.file(backup).is_directory:
+        problems.append(f"backup directory {backup} does not exist")
+    elif not host_facts.is_writable_dir(host, backup):
+        problems.append(f"backup directory {backup} is not writable")
+    else:
+        free = host_facts.free_gb(host, backup) or 0.0
+        record_property("backup_free_gb", round(free, 1))
+        if free < minimum:
+            problems.append(
+                f"backup directory {backup} has {free:.1f} GB free, below {minimum:g} GB"
+            )
+    audit_ok = host.file(audit).is_directory and host_facts.is_writable_dir(host, audit)
+    record_property("audit_dir_writable", audit_ok)
+    if not audit_ok:
+        problems.append(f"audit directory {audit} is missing or not writable")
+    no_problems(problems)

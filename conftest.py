@@ -1,0 +1,9 @@
+"""The deployment suite's wiring: the deployer's plugin and its fixtures. Nothing else."""
+
+from __future__ import annotations
+
+pytest_plugins = [
+    "nexus_deploy.plugin",
+    "fixtures.target",
+    "fixtures.host",
+]

@@ -1,0 +1,42 @@
+"""Facts about nginx's configuration, as nginx itself reads it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from testinfra.host import Host
+
+LEGACY_PROTOCOLS = frozenset({"SSLv2", "SSLv3", "TLSv1", "TLSv1.1"})
+
+
+@dataclass(frozen=True)
+class NginxConfig:
+    test_ok: bool
+    test_output: str
+    ssl_protocols: tuple[tuple[str, ...], ...]
+    server_tokens_off: bool
+
+    @property
+    def legacy_protocols(self) -> set[str]:
+        return {p for protocols in self.ssl_protocols for p in protocols} & LEGACY_PROTOCOLS
+
+
+def read_config(host: Host, config: str) -> NginxConfig:
+    """``nginx -t`` for validity and ``nginx -T`` for the settings actually in force."""
+    test = host.run("nginx -t -c %s", config)
+    dump = host.run("nginx -T -c %s", config)
+    protocols: list[tuple[str, ...]] = []
+    server_tokens_off = False
+    for raw in dump.stdout.splitlines():
+        line = raw.split("#", 1)[0].strip().rstrip(";")
+        words = line.split()
+        if words[:1] == ["ssl_protocols"]:
+            protocols.append(tuple(words[1:]))
+        elif words == ["server_tokens", "off"]:
+            server_tokens_off = True
+    return NginxConfig(
+        test_ok=test.rc == 0,
+        test_output=" ".join((test.stderr or test.stdout).split())[:300],
+        ssl_protocols=tuple(protocols),
+        server_tokens_off=server_tokens_off,
+    )

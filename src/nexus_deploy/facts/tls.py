@@ -1,0 +1,96 @@
+"""Facts about the platform's TLS certificate, on disk and as the live endpoint serves it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import socket
+import ssl
+import warnings
+from dataclasses import dataclass
+
+from testinfra.host import Host
+
+LEGACY_VERSIONS = (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1)
+
+
+@dataclass(frozen=True)
+class Certificate:
+    subject: str
+    not_after: dt.datetime
+    fingerprint: str  # sha256 of the DER bytes, lower-case hex
+    matches_key: bool
+    matches_hostname: bool
+
+    def days_left(self, now: dt.datetime | None = None) -> int:
+        return (self.not_after - (now or dt.datetime.now(dt.UTC))).days
+
+
+class CertificateError(Exception):
+    """The certificate or key cannot be read or parsed."""
+
+
+def read_certificate(host: Host, cert: str, key: str, hostname: str) -> Certificate:
+    """Parse the certificate with the host's openssl and compare it with its key and hostname."""
+    info = host.run("openssl x509 -in %s -noout -subject -enddate -fingerprint -sha256", cert)
+    if info.rc != 0:
+        raise CertificateError(f"{cert}: not a readable certificate ({info.stderr.strip()[:120]})")
+    fields = dict(line.split("=", 1) for line in info.stdout.splitlines() if "=" in line)
+    not_after = dt.datetime.strptime(" ".join(fields["notAfter"].split()), "%b %d %H:%M:%S %Y %Z")
+    fingerprint = next(v for k, v in fields.items() if k.lower().endswith("fingerprint"))
+    cert_key = host.run("openssl x509 -in %s -noout -pubkey", cert)
+    private_key = host.run("openssl pkey -in %s -pubout", key)
+    if private_key.rc != 0:
+        problem = private_key.stderr.strip()[:120]
+        raise CertificateError(f"{key}: not a readable private key ({problem})")
+    checkhost = host.run("openssl x509 -in %s -noout -checkhost %s", cert, hostname)
+    return Certificate(
+        subject=fields.get("subject", "").strip(),
+        not_after=not_after.replace(tzinfo=dt.UTC),
+        fingerprint=fingerprint.replace(":", "").lower(),
+        matches_key=cert_key.stdout.strip() == private_key.stdout.strip(),
+        matches_hostname=" does match " in checkhost.stdout,
+    )
+
+
+def _split(endpoint: str) -> tuple[str, int]:
+    host, _, port = endpoint.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def served_fingerprint(endpoint: str, server_name: str, timeout_s: float) -> str:
+    """sha256 of the certificate the live endpoint presents (compared, not trusted, here)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection(_split(endpoint), timeout=timeout_s) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    if der is None:
+        raise ssl.SSLError(f"{endpoint} presented no certificate")
+    return hashlib.sha256(der).hexdigest()
+
+
+def legacy_versions_accepted(endpoint: str, server_name: str, timeout_s: float) -> list[str]:
+    """Which of TLS 1.0 and 1.1 the endpoint still completes a handshake with."""
+    accepted = []
+    for version in LEGACY_VERSIONS:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        # Security level 0 lets this client offer the old versions, so a refusal is the server's.
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")
+        with warnings.catch_warnings():  # Python warns that these versions are deprecated: we know
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context.minimum_version = context.maximum_version = version
+        try:
+            with (
+                socket.create_connection(_split(endpoint), timeout=timeout_s) as raw,
+                context.wrap_socket(raw, server_hostname=server_name),
+            ):
+                accepted.append(version.name)
+        except (ssl.SSLError, OSError):
+            continue
+    return accepted

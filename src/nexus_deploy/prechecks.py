@@ -1,0 +1,76 @@
+"""The twelve prechecks: their names, their order, and how one run's outcomes add up."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import pytest
+
+PRECHECK_NAMES: tuple[str, ...] = (
+    "SYSTEM",
+    "SERVICES",
+    "DOCKER",
+    "DISK",
+    "MEMORY",
+    "REPOSITORY",
+    "CONFIG",
+    "API",
+    "DATABASE",
+    "PREVIOUS_PHASES",
+    "SECURITY",
+    "BACKUP",
+)
+
+# Warnings a precheck raised, kept on its item until its outcome is written down.
+WARNINGS_KEY = pytest.StashKey[list[str]]()
+
+
+class Status(enum.Enum):
+    PASS = "PASS"
+    WARNING = "WARNING"
+    FAIL = "FAIL"
+
+
+def precheck_name(item: pytest.Item) -> str | None:
+    """The audit name of a precheck item (``@pytest.mark.precheck("DISK")``), else None."""
+    marker = item.get_closest_marker("precheck")
+    if marker is None:
+        return None
+    if len(marker.args) != 1 or marker.args[0] not in PRECHECK_NAMES:
+        raise pytest.UsageError(
+            f"{item.nodeid}: @pytest.mark.precheck needs one of {', '.join(PRECHECK_NAMES)}"
+        )
+    return str(marker.args[0])
+
+
+@dataclass
+class Outcome:
+    """How one precheck ended: its status, what it measured and, if it failed, why."""
+
+    name: str
+    status: Status
+    measured: dict[str, str | int | float | bool] = field(default_factory=dict)
+    reason: str = ""
+
+
+@dataclass
+class Tally:
+    """The prechecks of one run, in the order they finished."""
+
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+
+    def record(self, outcome: Outcome) -> None:
+        self.outcomes[outcome.name] = outcome
+
+    def count(self, status: Status) -> int:
+        return sum(1 for outcome in self.outcomes.values() if outcome.status is status)
+
+    @property
+    def not_run(self) -> list[str]:
+        return [name for name in PRECHECK_NAMES if name not in self.outcomes]
+
+    @property
+    def all_green(self) -> bool:
+        """All twelve ran and none failed; a WARNING is not a failure."""
+        return not self.not_run and self.count(Status.FAIL) == 0

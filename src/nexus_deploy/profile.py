@@ -1,0 +1,179 @@
+"""Target profiles: where the platform lives and what the prechecks hold it to.
+
+A profile is one YAML file (``pfs/targets/<name>.yaml``) loaded once into the strict models
+below. Unknown keys are refused so that a typo never silently turns a check off. Passwords are
+never part of a profile: they come from the environment variable or the pgpass file it names.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+TARGETS_DIR = Path("pfs") / "targets"
+TARGET_ENV_VAR = "NEXUS_TARGET"
+DEFAULT_TARGET = "sandbox"
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+Seconds = Annotated[float, Field(gt=0, le=120)]
+
+
+class ProfileError(Exception):
+    """A target profile that cannot be used; the message names the file and the field."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SystemSpec(_Model):
+    os: str = "linux"
+    required_commands: tuple[str, ...]
+
+
+class DockerSpec(_Model):
+    url: str = "unix:///var/run/docker.sock"
+    ping_timeout_s: Seconds = 3
+    min_api_version: str = "1.41"
+
+
+class DiskSpec(_Model):
+    paths: tuple[Path, ...] = Field(min_length=1)
+    min_free_gb: PositiveFloat = 5
+
+
+class MemorySpec(_Model):
+    min_available_gb: PositiveFloat = 4
+
+
+class RepositorySpec(_Model):
+    path: Path
+    branch: str
+
+
+class ConfigSpec(_Model):
+    # Relative paths are taken from the deployer's own root, where pfs/ lives.
+    dir: Path = Path("pfs")
+
+
+class Endpoint(_Model):
+    name: str
+    url: str
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        return url.rstrip("/")
+
+
+class GatewaySpec(_Model):
+    endpoints: tuple[Endpoint, ...] = Field(min_length=1)
+    health_path: str = "/health"
+    flags_path: str = "/api/v1/flags"
+    timeout_s: Seconds = 3
+    # The CA bundle (or self-signed certificate) that https endpoints are verified against.
+    ca_file: Path | None = None
+
+
+class DatabaseSpec(_Model):
+    container: str
+    host: str = "127.0.0.1"
+    port: int = Field(default=5432, ge=1, le=65535)
+    dbname: str
+    user: str
+    password_env: str = "NEXUS_DB_PASSWORD"
+    passfile: Path | None = None
+    connect_timeout_s: int = Field(default=3, ge=1, le=60)
+    flag_table: str = "nexus_feature_flags"
+
+
+class PreviousPhasesSpec(_Model):
+    reports: tuple[Path, ...] = Field(min_length=1)
+    completion_marker: str = "Status: COMPLETE"
+
+
+class SecuritySpec(_Model):
+    certificate: Path
+    key: Path
+    hostname: str
+    min_days_valid: int = Field(default=30, ge=0)
+    nginx_config: Path = Path("/etc/nginx/nginx.conf")
+    tls_endpoint: str  # host:port of the live TLS listener
+
+    @field_validator("tls_endpoint")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"{value!r} is not host:port")
+        return value
+
+
+class BackupSpec(_Model):
+    dir: Path
+    min_free_gb: PositiveFloat = 1
+
+
+class AuditSpec(_Model):
+    dir: Path
+
+
+class TargetProfile(_Model):
+    """Everything the prechecks and the activation need to know about one platform."""
+
+    name: str
+    description: str = ""
+    # A testinfra host spec: local:// for this machine, ssh://user@host for another.
+    host: str = "local://"
+    system: SystemSpec
+    services: tuple[str, ...] = Field(min_length=1)
+    docker: DockerSpec = DockerSpec()
+    disk: DiskSpec
+    memory: MemorySpec = MemorySpec()
+    repository: RepositorySpec
+    config: ConfigSpec = ConfigSpec()
+    gateway: GatewaySpec
+    database: DatabaseSpec
+    previous_phases: PreviousPhasesSpec
+    security: SecuritySpec
+    backup: BackupSpec
+    audit: AuditSpec
+
+
+def resolve_target_path(choice: str | None, deployer_root: Path) -> Path:
+    """Turn ``--target``/``NEXUS_TARGET`` (a name or a file) into a profile path."""
+    chosen = choice or os.environ.get(TARGET_ENV_VAR) or DEFAULT_TARGET
+    if chosen.endswith((".yaml", ".yml")) or os.sep in chosen:
+        return Path(chosen).expanduser().resolve()
+    return deployer_root / TARGETS_DIR / f"{chosen}.yaml"
+
+
+def load_profile(path: Path) -> TargetProfile:
+    """Read and validate one profile file; any problem is a ProfileError naming file and field."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProfileError(f"{path}: target profile not found") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise ProfileError(f"{path}: cannot read target profile: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{path}: a target profile must be a mapping of fields")
+    try:
+        return TargetProfile.model_validate(raw)
+    except ValidationError as exc:
+        raise ProfileError(f"{path}: {describe_errors(exc)}") from None
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line per invalid field, as ``field.path: what is wrong``."""
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        lines.append(f"{where}: {error['msg']}")
+    return "; ".join(lines)

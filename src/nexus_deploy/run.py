@@ -1,0 +1,164 @@
+"""One deployment run: its id, where its files go, and the audit trail of its prechecks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from nexus_deploy import __version__
+from nexus_deploy.audit import AuditLog
+from nexus_deploy.prechecks import WARNINGS_KEY, Outcome, Status, Tally, precheck_name
+from nexus_deploy.profile import TargetProfile
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    """UTC ``YYYYMMDDTHHMMSSZ`` plus a short suffix, so two runs in one second stay apart."""
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Every file a run writes, known before it writes any."""
+
+    run_dir: Path
+    html: Path
+    junit: Path
+    latest: Path
+
+    @classmethod
+    def under(cls, reports_dir: Path, run_id: str) -> RunFiles:
+        run_dir = reports_dir / run_id
+        return cls(run_dir, run_dir / "report.html", run_dir / "junit.xml", reports_dir / "latest")
+
+    def point_latest_here(self) -> None:
+        # Build the new link beside the old one and rename over it: never a moment without one.
+        temporary = self.latest.with_name(f".latest-{os.getpid()}")
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(self.run_dir.name)
+        temporary.replace(self.latest)
+
+
+def operator() -> str:
+    """Who runs the deployment, as the audit should name them (the sudo caller if any)."""
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+def open_audit(directory: Path, fallback: Path, name: str) -> tuple[AuditLog, str | None]:
+    """The audit log in the profile's directory, or in the run folder if that cannot be written."""
+    try:
+        return AuditLog(directory / name), None
+    except OSError as exc:
+        note = f"audit directory {directory} not writable ({exc.strerror}); audit in {fallback}"
+        return AuditLog(fallback / name), note
+
+
+def outcome_of(item: pytest.Item, report: pytest.TestReport) -> Outcome | None:
+    """The precheck outcome a report settles, or None if the item is not finished yet."""
+    name = precheck_name(item)
+    if name is None:
+        return None
+    measured = {str(key): scalar(value) for key, value in report.user_properties}
+    if report.failed:
+        phase = "" if report.when == "call" else f"error in {report.when}: "
+        return Outcome(name, Status.FAIL, measured, phase + failure_reason(report))
+    if report.skipped:
+        return Outcome(name, Status.FAIL, measured, "skipped: " + failure_reason(report))
+    if report.when != "call":
+        return None
+    warnings = item.stash.get(WARNINGS_KEY, [])
+    status = Status.WARNING if warnings else Status.PASS
+    return Outcome(name, status, measured, "; ".join(warnings))
+
+
+def scalar(value: object) -> str | int | float | bool:
+    return value if isinstance(value, str | int | float | bool) else str(value)
+
+
+def failure_reason(report: pytest.TestReport) -> str:
+    """The one line an operator needs: the failure message, not the traceback."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else str(report.longrepr)
+    if isinstance(report.longrepr, tuple):  # a skip: (path, line, reason)
+        text = str(report.longrepr[2])
+    text = text.removeprefix("Failed: ").removeprefix("AssertionError: ")
+    return text.split("\nassert ")[0].strip().replace("\n", " ")[:400]
+
+
+class DeploymentRun:
+    """The plugin object of one run: writes the precheck audit log and the run's reports."""
+
+    def __init__(self, run_id: str, profile: TargetProfile, profile_path: Path, files: RunFiles):
+        self.run_id = run_id
+        self.profile = profile
+        self.profile_path = profile_path
+        self.files = files
+        self.tally = Tally()
+        self.notes: list[str] = []
+        self._started = time.monotonic()
+        self._audit: AuditLog | None = None
+
+    @property
+    def audit(self) -> AuditLog:
+        assert self._audit is not None, "the audit log opens at session start"
+        return self._audit
+
+    def start(self) -> None:
+        self.files.run_dir.mkdir(parents=True, exist_ok=True)
+        self._audit, note = open_audit(
+            self.profile.audit.dir, self.files.run_dir, f"precheck-{self.run_id}.log"
+        )
+        if note:
+            self.notes.append(note)
+        self.audit.write(
+            "DEPLOYMENT_START",
+            run_id=self.run_id,
+            version=__version__,
+            target=self.profile.name,
+            operator=operator(),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+        )
+
+    def collected(self, items: list[pytest.Item]) -> None:
+        names = [name for name in map(precheck_name, items) if name]
+        self.audit.write("PRECHECK_START", selected=len(names), order=",".join(names) or "none")
+
+    def record(self, outcome: Outcome) -> None:
+        self.tally.record(outcome)
+        fields: dict[str, str | int | float | bool | None] = {"status": outcome.status.value}
+        fields.update(outcome.measured)
+        if outcome.reason:
+            fields["reason"] = outcome.reason
+        self.audit.write(f"PRECHECK_{outcome.name}", **fields)
+
+    def finish(self, exitstatus: int) -> None:
+        tally = self.tally
+        self.audit.write(
+            "PRECHECK_END",
+            passed=tally.count(Status.PASS),
+            warnings=tally.count(Status.WARNING),
+            failed=tally.count(Status.FAIL),
+            not_run=",".join(tally.not_run) or "none",
+        )
+        self.audit.write(
+            "DEPLOYMENT_COMPLETE",
+            duration=round(time.monotonic() - self._started, 2),
+            status="success" if exitstatus == 0 else "failed",
+        )
+        self.audit.close()
+        self.files.point_latest_here()
+
+    def written(self) -> list[tuple[str, Path]]:
+        """What this run left on disk, for the terminal summary."""
+        paths = [("audit log", self.audit.path)]
+        paths += [("junit", self.files.junit), ("html report", self.files.html)]
+        return [(label, path) for label, path in paths if path.exists()]
