@@ -1,4 +1,8 @@
-"""The pytest plugin of the deployer. It only wires hooks to the parts that do the work."""
+"""The pytest plugin of the deployer, loaded by the suite's conftest.py.
+
+It only wires hooks to the parts that do the work. Its command-line options live in
+``nexus_deploy.options``, an entry point, so that pytest knows them before it reads conftest.py.
+"""
 
 from __future__ import annotations
 
@@ -17,31 +21,18 @@ RUN_KEY = pytest.StashKey[DeploymentRun]()
 PLUGIN_NAME = "nexus-deploy-run"
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("nexus-deploy", "Nexus COS deployment")
-    group.addoption(
-        "--target",
-        dest="nexus_target",
-        metavar="NAME|FILE",
-        default=None,
-        help="target profile: a name in pfs/targets/ or a YAML file "
-        "(default: $NEXUS_TARGET, else 'sandbox')",
-    )
-    group.addoption(
-        "--reports-dir",
-        dest="nexus_reports_dir",
-        metavar="DIR",
-        type=Path,
-        default=None,
-        help="where run folders <run id>/report.html, junit.xml go (default: <rootdir>/reports)",
-    )
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     # tryfirst: the junitxml and html plugins read their output paths in their own configure.
     if hasattr(config, "workerinput"):
         return  # xdist workers run tests; only the controller writes the run's files
+    if config.inipath is None:
+        # pytest picks its rootdir before it knows our options, so in `--target /x/t.yaml` it
+        # takes /x/t.yaml for a test path and leaves the repository (and pyproject.toml) behind.
+        raise pytest.UsageError(
+            f"nexus-deploy: no pytest configuration found (rootdir {config.rootpath}); "
+            "give files as --target=FILE and --reports-dir=DIR, with '='"
+        )
     run_id = new_run_id()
     reports_dir = config.option.nexus_reports_dir or config.rootpath / "reports"
     files = RunFiles.under(Path(reports_dir).resolve(), run_id)

@@ -1,0 +1,63 @@
+"""Fixtures of the deployer's tests: the sandbox, target profiles with one fault, suite runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+from suite import REPO, SANDBOX_PROFILE, SuiteRun, parse_junit, set_dotted
+
+
+@pytest.fixture(scope="session")
+def sandbox_up() -> None:
+    """The tests that run the suite need the sandbox that .ci/run starts (sandbox/up.sh)."""
+    try:
+        healthy = requests.get("http://127.0.0.1:8081/health", timeout=3).status_code == 200
+    except requests.RequestException:
+        healthy = False
+    if not healthy:
+        pytest.fail("the sandbox is not up: run `bash sandbox/up.sh` first", pytrace=False)
+
+
+@pytest.fixture
+def target_file(tmp_path: Path) -> Callable[..., Path]:
+    """Write a copy of the sandbox profile with some fields changed; its audit dir is private."""
+
+    def write(changes: dict[str, Any] | None = None, name: str = "target.yaml") -> Path:
+        profile = yaml.safe_load(SANDBOX_PROFILE.read_text(encoding="utf-8"))
+        profile["audit"]["dir"] = str(tmp_path / "audit")
+        for dotted, value in (changes or {}).items():
+            set_dotted(profile, dotted, value)
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(profile), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def run_suite(tmp_path: Path, target_file: Callable[..., Path]) -> Callable[..., SuiteRun]:
+    """Run the real deployment suite as an operator does: `pytest ...` in the repository."""
+
+    def run(*args: str, target: Path | None = None, timeout: float = 120) -> SuiteRun:
+        target = target or target_file()
+        reports = tmp_path / "reports"
+        # "--opt=value": a path given as a separate word would move pytest's rootdir.
+        command = [sys.executable, "-m", "pytest", f"--target={target}"]
+        command += [f"--reports-dir={reports}", *args]
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+        profile = yaml.safe_load(target.read_text()) if target.exists() else None
+        audit_dir = Path(profile["audit"]["dir"]) if profile else tmp_path / "audit"
+        run = SuiteRun(done.returncode, done.stdout + done.stderr, reports, audit_dir)
+        junit = reports / "latest" / "junit.xml"
+        if junit.exists():
+            run.cases = parse_junit(junit)
+        return run
+
+    return run

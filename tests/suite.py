@@ -1,0 +1,103 @@
+"""Run the real deployment suite as an operator would and read what it wrote."""
+
+from __future__ import annotations
+
+import copy
+import re
+import socket
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SANDBOX_PROFILE = REPO / "pfs" / "targets" / "sandbox.yaml"
+AUDIT_LINE = re.compile(r"^\[AUDIT\] (\S+ \S+) ([A-Z0-9_]+)(.*) sha=[0-9a-f]{16}$")
+FIELD = re.compile(r'(\S+?)=("(?:[^"\\]|\\.)*"|\S+)')
+
+
+@dataclass
+class AuditEvent:
+    event: str
+    fields: dict[str, str]
+
+
+@dataclass
+class SuiteRun:
+    """What one run of the deployment suite left behind."""
+
+    rc: int
+    output: str
+    reports_dir: Path
+    audit_dir: Path
+    cases: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path:
+        return (self.reports_dir / "latest").resolve()
+
+    def audit_files(self, prefix: str = "precheck-") -> list[Path]:
+        found = sorted(self.audit_dir.glob(f"{prefix}*.log")) + sorted(
+            self.reports_dir.glob(f"*/{prefix}*.log")
+        )
+        return found
+
+    def audit(self, prefix: str = "precheck-") -> list[AuditEvent]:
+        files = self.audit_files(prefix)
+        assert len(files) == 1, f"expected one {prefix} log, found {files}\n{self.output}"
+        return parse_audit(files[0])
+
+    def event(self, name: str, prefix: str = "precheck-") -> AuditEvent:
+        matches = [e for e in self.audit(prefix) if e.event == name]
+        assert len(matches) == 1, f"{name}: {len(matches)} lines\n{self.output}"
+        return matches[0]
+
+
+def parse_audit(path: Path) -> list[AuditEvent]:
+    events = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = AUDIT_LINE.match(line)
+        assert match, f"not an audit line: {line}"
+        fields = {k: v.strip('"') for k, v in FIELD.findall(match[3])}
+        events.append(AuditEvent(match[2], fields))
+    return events
+
+
+def parse_junit(path: Path) -> dict[str, dict[str, Any]]:
+    cases: dict[str, dict[str, Any]] = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        failure = case.find("failure")
+        error = case.find("error")
+        skipped = case.find("skipped")
+        problem = failure if failure is not None else error
+        cases[case.get("name", "")] = {
+            "outcome": "failed"
+            if failure is not None
+            else "error"
+            if error is not None
+            else "skipped"
+            if skipped is not None
+            else "passed",
+            "message": (problem.get("message", "") if problem is not None else ""),
+            "properties": {p.get("name"): p.get("value") for p in case.iter("property")},
+        }
+    return cases
+
+
+def set_dotted(mapping: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        mapping = mapping[part]
+    if value is DELETE:
+        del mapping[leaf]
+    else:
+        mapping[leaf] = copy.deepcopy(value)
+
+
+DELETE = object()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

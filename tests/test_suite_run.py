@@ -1,0 +1,99 @@
+"""The deployment suite end to end on the healthy sandbox: order, audit, JUnit, HTML, refusals."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from suite import DELETE
+
+from nexus_deploy.audit import verify
+from nexus_deploy.prechecks import PRECHECK_NAMES
+
+pytestmark = pytest.mark.usefixtures("sandbox_up")
+
+
+def test_exactly_the_twelve_prechecks_are_collected_in_order(run_suite):
+    run = run_suite("-m", "precheck", "--collect-only", "-q")
+    nodeids = [line for line in run.output.splitlines() if line.startswith("checks/")]
+    modules = [re.sub(r"checks/test_\d\d_(\w+)\.py::test_\w+", r"\1", n) for n in nodeids]
+    assert [m.upper() for m in modules] == list(PRECHECK_NAMES), run.output
+
+
+def test_healthy_sandbox_passes_all_twelve_and_audits_each(run_suite):
+    run = run_suite("-m", "precheck")
+    assert run.rc == 0, run.output
+    events = run.audit()
+    names = [e.event for e in events]
+    assert names == [
+        "DEPLOYMENT_START",
+        "PRECHECK_START",
+        *(f"PRECHECK_{name}" for name in PRECHECK_NAMES),
+        "PRECHECK_END",
+        "DEPLOYMENT_COMPLETE",
+    ]
+    assert all(e.fields["status"] == "PASS" for e in events if e.event.startswith("PRECHECK_")
+               and e.event not in ("PRECHECK_START", "PRECHECK_END"))  # fmt: skip
+    assert run.event("PRECHECK_END").fields == {
+        "passed": "12", "warnings": "0", "failed": "0", "not_run": "none"
+    }  # fmt: skip
+    assert run.event("DEPLOYMENT_COMPLETE").fields["status"] == "success"
+    assert verify(run.audit_files()[0]).intact
+
+
+def test_measured_values_reach_audit_junit_and_html(run_suite):
+    run = run_suite("-m", "precheck")
+    disk = run.event("PRECHECK_DISK").fields
+    assert float(disk["free_gb:/var/lib/nexus-sandbox"]) > 0
+    assert run.event("PRECHECK_DOCKER").fields["api_version"].startswith("1.")
+    assert run.event("PRECHECK_REPOSITORY").fields["branch"] == "main"
+    assert int(run.event("PRECHECK_SECURITY").fields["days_left"]) > 30
+
+    properties = run.cases["test_memory"]["properties"]
+    assert float(properties["available_gb"]) > 0
+    assert run.cases["test_api"]["properties"]["nginx_status"] == "200"
+
+    html = (run.run_dir / "report.html").read_text(encoding="utf-8")
+    assert run.run_dir.name in html, "run id in the report"
+    assert "PRECHECK_DISK" in html and "free_gb:/var/lib/nexus-sandbox" in html
+    # Self-contained: no stylesheet or script fetched from elsewhere.
+    assert not re.search(r'<link[^>]+href="(?!data:)', html)
+    assert not re.search(r'<script[^>]+src="(?!data:)', html)
+
+
+def test_terminal_names_the_run_and_every_file_written(run_suite):
+    run = run_suite("-m", "precheck")
+    run_id = run.run_dir.name
+    assert f"nexus-deploy: run {run_id}, target sandbox" in run.output
+    for path in (run.audit_files()[0], run.run_dir / "junit.xml", run.run_dir / "report.html"):
+        assert path.exists()
+        assert str(path) in run.output
+    assert (run.reports_dir / "latest").resolve() == run.run_dir
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"memory.min_available_gb": "plenty"}, "memory.min_available_gb"),
+        ({"disk.nonsense": 1}, "disk.nonsense: Extra inputs are not permitted"),
+        ({"database": DELETE}, "database: Field required"),
+        ({"gateway.endpoints": [{"name": "x", "url": "ftp://h"}]}, "gateway.endpoints.0.url"),
+    ],
+)
+def test_bad_profile_is_refused_before_any_check(run_suite, target_file, change, named):
+    target = target_file(change)
+    run = run_suite("-m", "precheck", target=target)
+    assert run.rc == pytest.ExitCode.USAGE_ERROR, run.output
+    assert f"target profile refused: {target}" in run.output
+    assert named in run.output
+    assert "PRECHECK_" not in run.output and not run.cases
+    refused = run.audit()
+    assert [e.event for e in refused] == ["DEPLOYMENT_START", "DEPLOYMENT_REFUSED",
+                                          "DEPLOYMENT_COMPLETE"]  # fmt: skip
+    assert named.split(":")[0] in refused[1].fields["reason"]
+
+
+def test_missing_profile_is_refused_naming_the_file(run_suite, tmp_path):
+    run = run_suite("-m", "precheck", target=tmp_path / "nowhere.yaml")
+    assert run.rc == pytest.ExitCode.USAGE_ERROR
+    assert f"{tmp_path / 'nowhere.yaml'}: target profile not found" in run.output
