@@ -1,0 +1,27 @@
+# The two commands README.md starts with: `make demo` and `make test`. Each sets up what it needs.
+VENV := .venv/bin
+
+.PHONY: demo test setup sandbox sandbox-down lint bench
+
+demo: sandbox
+	$(VENV)/nexusctl precheck
+
+test: sandbox lint
+	$(VENV)/pytest tests
+
+setup:
+	bash scripts/setup.sh
+
+sandbox: setup
+	bash sandbox/up.sh
+
+sandbox-down:
+	bash sandbox/down.sh
+
+lint: setup
+	$(VENV)/ruff check src tests checks fixtures activation conftest.py bench
+	$(VENV)/ruff format --check src tests checks fixtures activation conftest.py bench
+	$(VENV)/mypy
+
+bench: sandbox
+	$(VENV)/python bench/precheck.py

@@ -1,0 +1,90 @@
+"""Benchmark: `pytest -m precheck` on the healthy sandbox against the bare floor.
+
+The floor is pytest with the same imports running twelve trivial checks of the same kinds
+(local testinfra host, docker ping, files, commands) with JUnit and self-contained HTML output.
+Prints medians of wall time and peak RSS; asserts nothing, since machines are noisy.
+
+    .venv/bin/python bench/precheck.py [--runs 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+FLOOR_TESTS = """
+import docker, psycopg, requests, yaml, testinfra, pytest
+
+host = testinfra.get_host("local://")
+
+def test_01_os(): assert host.system_info.type == "linux"
+def test_02_docker_ping(): assert docker.DockerClient(version="auto", timeout=3).ping()
+def test_03_command(): assert host.exists("git")
+def test_04_file(): assert host.file("/proc/meminfo").exists
+def test_05_run(): assert host.run("true").rc == 0
+def test_06_stat(): assert host.run("stat -f /").rc == 0
+def test_07_file(): assert host.file("/etc/hostname").is_file
+def test_08_command(): assert host.exists("nginx")
+def test_09_run(): assert host.run("git --version").rc == 0
+def test_10_file(): assert host.file("/tmp").is_directory
+def test_11_command(): assert host.exists("openssl")
+def test_12_run(): assert host.run("uname").rc == 0
+"""
+
+
+def timed(command: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one child process."""
+    started = time.perf_counter()
+    child = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"benchmark run failed: {' '.join(command)}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def median_of(runs: int, command: list[str], cwd: Path) -> tuple[float, float]:
+    timed(command, cwd)  # warm-up: page cache, .pyc files
+    samples = [timed(command, cwd) for _ in range(runs)]
+    return statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7, help="measured runs per command")
+    runs = parser.parse_args().runs
+    with tempfile.TemporaryDirectory(prefix="nexus-bench-") as tmp:
+        work = Path(tmp)
+        profile = yaml.safe_load((REPO / "pfs/targets/sandbox.yaml").read_text())
+        profile["audit"]["dir"] = str(work / "audit")
+        target = work / "target.yaml"
+        target.write_text(yaml.safe_dump(profile))
+        (work / "floor").mkdir()
+        (work / "floor" / "test_floor.py").write_text(FLOOR_TESTS)
+        python = sys.executable
+        suite = [python, "-m", "pytest", "-q", "-m", "precheck", f"--target={target}",
+                 f"--reports-dir={work / 'reports'}"]  # fmt: skip
+        floor = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_floor.py",
+                 f"--junitxml={work / 'floor.xml'}", f"--html={work / 'floor.html'}",
+                 "--self-contained-html"]  # fmt: skip
+        suite_wall, suite_rss = median_of(runs, suite, REPO)
+        floor_wall, floor_rss = median_of(runs, floor, work / "floor")
+    print(f"runs per command: {runs} (after one warm-up), {os.cpu_count()} cores")
+    print(f"pytest -m precheck : median {suite_wall:.3f} s, peak RSS {suite_rss:.0f} MB")
+    print(f"bare floor (12)    : median {floor_wall:.3f} s, peak RSS {floor_rss:.0f} MB")
+    print(f"ratio to floor     : {suite_wall / floor_wall:.2f}x")
+    print("targets            : <= 1.5 s, <= 1.2x floor, <= 120 MB")
+
+
+if __name__ == "__main__":
+    main()

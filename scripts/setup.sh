@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install what nexus-deploy needs on a fresh Debian 12 machine, as root: the Debian packages of the
+# sandbox and the prechecks, and the virtualenv at .venv. Idempotent and quick when already done:
+# apt runs only for a missing package, pip only when pyproject.toml or constraints.txt changed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+packages=(docker.io docker-compose nginx postgresql-client openssl debootstrap git ca-certificates
+          python3-venv)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+    || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "[setup] installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+stamp=.venv/.nexus-installed
+wanted=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv with $($python --version)"
+  "$python" -m venv .venv
+fi
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  echo "[setup] installing nexus-deploy and its pinned dependencies into .venv"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -c constraints.txt -e '.[dev]'
+  echo "$wanted" > "$stamp"
+fi
+echo "[setup] ready: $(.venv/bin/python --version), $(.venv/bin/pytest --version 2>&1)"

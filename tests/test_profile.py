@@ -1,0 +1,65 @@
+"""Target profiles: the shipped ones load; a bad one is refused naming file and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from suite import REPO
+
+from nexus_deploy.profile import ProfileError, load_profile, resolve_target_path
+
+
+@pytest.mark.parametrize("name", ["sandbox", "production"])
+def test_shipped_profiles_load(name):
+    profile = load_profile(REPO / "pfs" / "targets" / f"{name}.yaml")
+    assert profile.name == name
+    assert profile.disk.min_free_gb == 5 and profile.memory.min_available_gb == 4
+
+
+def test_no_profile_carries_a_password():
+    for path in (REPO / "pfs" / "targets").glob("*.yaml"):
+        assert "password:" not in path.read_text(), path
+
+
+def test_target_is_chosen_by_option_then_environment(monkeypatch, tmp_path):
+    assert resolve_target_path("production", REPO) == REPO / "pfs/targets/production.yaml"
+    assert resolve_target_path(str(tmp_path / "t.yaml"), REPO) == tmp_path / "t.yaml"
+    monkeypatch.setenv("NEXUS_TARGET", "production")
+    assert resolve_target_path(None, REPO).name == "production.yaml"
+    monkeypatch.delenv("NEXUS_TARGET")
+    assert resolve_target_path(None, REPO).name == "sandbox.yaml"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("- just\n- a list\n", "must be a mapping"),
+        ("name: [unclosed\n", "cannot read target profile"),
+        ("name: x\n", "system: Field required"),
+    ],
+)
+def test_unusable_files_are_refused(tmp_path, text, message):
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    with pytest.raises(ProfileError, match=message) as refused:
+        load_profile(path)
+    assert str(refused.value).startswith(str(path))
+
+
+def test_every_bad_field_is_named(tmp_path):
+    profile = yaml.safe_load((REPO / "pfs/targets/sandbox.yaml").read_text())
+    profile["database"]["port"] = 70000
+    profile["security"]["tls_endpoint"] = "nohost"
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    with pytest.raises(ProfileError) as refused:
+        load_profile(path)
+    assert "database.port" in str(refused.value)
+    assert "security.tls_endpoint" in str(refused.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ProfileError, match="not found"):
+        load_profile(Path(tmp_path / "absent.yaml"))
