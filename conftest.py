@@ -6,4 +6,5 @@ pytest_plugins = [
     "nexus_deploy.plugin",
     "fixtures.target",
     "fixtures.host",
+    "fixtures.deployment",
 ]

@@ -28,6 +28,9 @@ _LINE = re.compile(
 )
 
 Value = str | int | float | bool | None
+CLOSING_EVENTS = frozenset(
+    {"DEPLOYMENT_COMPLETE", "ROLLBACK_COMPLETE", "ROLLBACK_REFUSED", "ROLLBACK_FAILED"}
+)
 
 
 def chain(previous: str, body: str) -> str:
@@ -67,7 +70,8 @@ class AuditLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.events: list[str] = []
-        self._last = GENESIS
+        # Appending to an existing log (a rollback run twice) continues its chain.
+        self._last = last_sha(path) or GENESIS
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         self._file: IO[str] = os.fdopen(fd, "a", encoding="utf-8")
@@ -87,6 +91,16 @@ class AuditLog:
             self._file.close()
 
 
+def last_sha(path: Path) -> str | None:
+    """The sha of the last line of an existing log, or None for a new or empty one."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return None
+    match = _LINE.match(lines[-1]) if lines else None
+    return match["sha"] if match else None
+
+
 @dataclass
 class Verification:
     """What ``verify`` found in one log file."""
@@ -102,7 +116,8 @@ class Verification:
 
     @property
     def complete(self) -> bool:
-        return self.last_event == "DEPLOYMENT_COMPLETE"
+        """Ends with an event that closes a run; otherwise truncated or still being written."""
+        return self.last_event in CLOSING_EVENTS
 
 
 def verify(path: Path) -> Verification:

@@ -30,3 +30,46 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="where run folders <run id>/report.html, junit.xml go (default: <rootdir>/reports)",
     )
+    # Activation options are kept as text here and validated together when the run is
+    # configured, so that a bad value is refused with an audit line, not only argparse's usage.
+    group.addoption(
+        "--activate",
+        dest="nexus_activate",
+        metavar="PHASE",
+        default=None,
+        help="after all twelve prechecks pass, activate phase3 (with --step) or phase4",
+    )
+    group.addoption(
+        "--step",
+        dest="nexus_step",
+        metavar="N",
+        default=None,
+        help="marketplace step for phase3: 1 founders, 2 +creators, 3 +verified users, "
+        "4 everyone with auctions, 0 marketplace off",
+    )
+    group.addoption(
+        "--mode",
+        dest="nexus_mode",
+        metavar="global|founder",
+        default=None,
+        help="phase4 launch mode (default: global); founder returns to founder mode",
+    )
+    group.addoption(
+        "--plan",
+        dest="nexus_plan",
+        action="store_true",
+        help="run the prechecks and show the flag diff; change nothing",
+    )
+    group.addoption(
+        "--force-soak",
+        dest="nexus_force_soak",
+        action="store_true",
+        help="open the next marketplace step before its soak time is over (audited)",
+    )
+    group.addoption(
+        "--lock-timeout",
+        dest="nexus_lock_timeout",
+        metavar="SECONDS",
+        default=None,
+        help="wait up to SECONDS for another deployment's lock (default: 0, refuse at once)",
+    )

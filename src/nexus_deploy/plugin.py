@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from _pytest.junitxml import xml_key
 
 from nexus_deploy import report_html
-from nexus_deploy.audit import AuditLog
+from nexus_deploy.gate import activation_stage, selection_problems
+from nexus_deploy.phase_config import ConfigError, load_phase_configs, step_count
 from nexus_deploy.prechecks import WARNINGS_KEY
 from nexus_deploy.profile import ProfileError, load_profile, resolve_target_path
-from nexus_deploy.run import DeploymentRun, RunFiles, new_run_id, outcome_of
+from nexus_deploy.request import ActivationRequest, RequestError, parse_request
+from nexus_deploy.run import DeploymentRun, RunFiles, new_run_id, open_audit, outcome_of
 
 RUN_KEY = pytest.StashKey[DeploymentRun]()
 PLUGIN_NAME = "nexus-deploy-run"
@@ -40,12 +44,18 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         profile = load_profile(profile_path)
     except ProfileError as exc:
-        refuse(files, run_id, str(exc))
+        refuse(files, run_id, files.run_dir, str(exc))
         raise pytest.UsageError(f"target profile refused: {exc}") from None
+    config_dir = config.rootpath / profile.config.dir
+    try:
+        request = request_from_options(config.option, config_dir)
+    except RequestError as exc:
+        refuse(files, run_id, profile.audit.dir, str(exc))
+        raise pytest.UsageError(f"activation refused: {exc}") from None
     config.option.xmlpath = config.option.xmlpath or str(files.junit)
     config.option.htmlpath = config.option.htmlpath or str(files.html)
     config.option.self_contained_html = True
-    run = DeploymentRun(run_id, profile, profile_path, files)
+    run = DeploymentRun(run_id, profile, profile_path, files, request, config_dir)
     config.stash[RUN_KEY] = run
     config.pluginmanager.register(RunHooks(run), PLUGIN_NAME)
     config.pluginmanager.register(report_html.HtmlHooks(run), f"{PLUGIN_NAME}-html")
@@ -58,9 +68,26 @@ def pytest_unconfigure(config: pytest.Config) -> None:
             config.pluginmanager.unregister(plugin)
 
 
-def refuse(files: RunFiles, run_id: str, reason: str) -> None:
-    """Audit a run refused before any check; the profile is unusable, so the run folder holds it."""
-    audit = AuditLog(files.run_dir / f"precheck-{run_id}.log")
+def request_from_options(option: Any, config_dir: Path) -> ActivationRequest | None:
+    """The activation asked for on the command line, validated before anything runs."""
+    try:
+        max_step = step_count(load_phase_configs(config_dir))
+    except ConfigError:
+        max_step = 4  # the CONFIG precheck will report the configs and keep the gate shut
+    return parse_request(
+        option.nexus_activate,
+        option.nexus_step,
+        option.nexus_mode,
+        option.nexus_plan,
+        option.nexus_force_soak,
+        option.nexus_lock_timeout,
+        max_step,
+    )
+
+
+def refuse(files: RunFiles, run_id: str, audit_dir: Path, reason: str) -> None:
+    """Audit a run refused before any check (in the run folder if the audit dir is unusable)."""
+    audit, _ = open_audit(audit_dir, files.run_dir, f"precheck-{run_id}.log")
     audit.write("DEPLOYMENT_START", run_id=run_id)
     audit.write("DEPLOYMENT_REFUSED", reason=reason)
     audit.write("DEPLOYMENT_COMPLETE", duration=0, status="refused")
@@ -91,8 +118,26 @@ class RunHooks:
     def pytest_sessionstart(self) -> None:
         self.run.start()
 
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(
+        self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        # trylast: -k, -m and --deselect have already removed what they remove.
+        keep, drop = split_activation(items, self.run, config)
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = keep
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.run.collected(session.items)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if activation_stage(item) is None:
+            return
+        problems = self.run.gate_before_activation()
+        if problems:
+            pytest.fail("activation refused: " + "; ".join(problems), pytrace=False)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -105,16 +150,46 @@ class RunHooks:
             report_html.attach_outcome(report, outcome)
         return report
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, exitstatus: int) -> None:
-        self.run.finish(int(exitstatus))
+    @pytest.hookimpl(wrapper=True)
+    def pytest_sessionfinish(
+        self, session: pytest.Session, exitstatus: int
+    ) -> Generator[None, None, None]:
+        # Before the JUnit and HTML files are written: what the run decided goes into them.
+        xml = session.config.stash.get(xml_key, None)
+        if xml is not None:
+            for name, value in self.run.summary():
+                xml.add_global_property(name, value)
+        yield
+        stopped = session.shouldfail or session.shouldstop
+        self.run.finish(int(exitstatus), f"session stopped early: {stopped}" if stopped else None)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("nexus-deploy")
         for note in self.run.notes:
             terminalreporter.line(f"note: {note}", yellow=True)
+        for name, value in self.run.summary():
+            terminalreporter.line(f"{name:>12}: {value}")
         for label, path in self.run.written():
             terminalreporter.line(f"{label:>12}: {path}")
+
+
+def split_activation(
+    items: list[pytest.Item], run: DeploymentRun, config: pytest.Config
+) -> tuple[list[pytest.Item], list[pytest.Item]]:
+    """Activation items that may stay, and those deselected (with the reason recorded)."""
+    activation = [item for item in items if activation_stage(item)]
+    if not activation:
+        return items, []
+    if run.request is None:
+        return [i for i in items if i not in activation], activation
+    problems = selection_problems(items, config)
+    if problems:
+        run.close_gate(problems)
+        return [i for i in items if i not in activation], activation
+    if run.request.plan_only:
+        applying = [item for item in activation if activation_stage(item) != "plan"]
+        return [i for i in items if i not in applying], applying
+    return items, []
 
 
 def register_warning(item: pytest.Item, message: str) -> None:

@@ -77,6 +77,8 @@ class GatewaySpec(_Model):
     health_path: str = "/health"
     flags_path: str = "/api/v1/flags"
     timeout_s: Seconds = 3
+    # How long after commit the new flags may take to show before the activation rolls back.
+    verify_timeout_s: Seconds = 10
     # The CA bundle (or self-signed certificate) that https endpoints are verified against.
     ca_file: Path | None = None
 

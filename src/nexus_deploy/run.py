@@ -15,8 +15,11 @@ import pytest
 
 from nexus_deploy import __version__
 from nexus_deploy.audit import AuditLog
+from nexus_deploy.deployment import Deployment
+from nexus_deploy.gate import runtime_problems
 from nexus_deploy.prechecks import WARNINGS_KEY, Outcome, Status, Tally, precheck_name
 from nexus_deploy.profile import TargetProfile
+from nexus_deploy.request import ActivationRequest
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -94,15 +97,30 @@ def failure_reason(report: pytest.TestReport) -> str:
 
 
 class DeploymentRun:
-    """The plugin object of one run: writes the precheck audit log and the run's reports."""
+    """The plugin object of one run: its audit log, its gate, its activation if one was asked."""
 
-    def __init__(self, run_id: str, profile: TargetProfile, profile_path: Path, files: RunFiles):
+    def __init__(
+        self,
+        run_id: str,
+        profile: TargetProfile,
+        profile_path: Path,
+        files: RunFiles,
+        request: ActivationRequest | None = None,
+        config_dir: Path = Path("pfs"),
+    ) -> None:
         self.run_id = run_id
         self.profile = profile
         self.profile_path = profile_path
         self.files = files
+        self.request = request
+        self.config_dir = config_dir
         self.tally = Tally()
         self.notes: list[str] = []
+        self.gate_problems: list[str] = []
+        self.activation_started = False
+        self.deployment: Deployment | None = None
+        self._prechecks_ended = False
+        self._gate_audited = False
         self._started = time.monotonic()
         self._audit: AuditLog | None = None
 
@@ -111,22 +129,38 @@ class DeploymentRun:
         assert self._audit is not None, "the audit log opens at session start"
         return self._audit
 
+    @property
+    def kind(self) -> str:
+        return "precheck" if self.request is None else "deployment"
+
     def start(self) -> None:
         self.files.run_dir.mkdir(parents=True, exist_ok=True)
         self._audit, note = open_audit(
-            self.profile.audit.dir, self.files.run_dir, f"precheck-{self.run_id}.log"
+            self.profile.audit.dir, self.files.run_dir, f"{self.kind}-{self.run_id}.log"
         )
         if note:
             self.notes.append(note)
+            self.gate_problems.append(note)  # no activation without its audit in place
         self.audit.write(
             "DEPLOYMENT_START",
             run_id=self.run_id,
             version=__version__,
             target=self.profile.name,
+            request=self.request.summary if self.request else "precheck",
+            plan_only=bool(self.request and self.request.plan_only),
             operator=operator(),
             host=socket.gethostname(),
             pid=os.getpid(),
         )
+        if self.request is None:
+            return
+        self.deployment = Deployment(
+            self.request, self.profile, self.config_dir, self.audit, self.run_id, operator()
+        )
+        if not self.request.plan_only:
+            denied = self.deployment.acquire_lock()
+            if denied:
+                self.gate_problems.append(denied)
 
     def collected(self, items: list[pytest.Item]) -> None:
         names = [name for name in map(precheck_name, items) if name]
@@ -140,7 +174,10 @@ class DeploymentRun:
             fields["reason"] = outcome.reason
         self.audit.write(f"PRECHECK_{outcome.name}", **fields)
 
-    def finish(self, exitstatus: int) -> None:
+    def end_prechecks(self) -> None:
+        if self._prechecks_ended:
+            return
+        self._prechecks_ended = True
         tally = self.tally
         self.audit.write(
             "PRECHECK_END",
@@ -149,6 +186,30 @@ class DeploymentRun:
             failed=tally.count(Status.FAIL),
             not_run=",".join(tally.not_run) or "none",
         )
+
+    def close_gate(self, problems: list[str]) -> None:
+        """Record why activation will not run (once in the audit, however often asked)."""
+        self.gate_problems += [p for p in problems if p not in self.gate_problems]
+        if self.gate_problems and not self._gate_audited:
+            self._gate_audited = True
+            self.audit.write("GATE_CLOSED", reason="; ".join(self.gate_problems))
+
+    def gate_before_activation(self) -> list[str]:
+        """At the first activation test: end the prechecks and decide; [] opens the gate."""
+        self.end_prechecks()
+        self.close_gate(runtime_problems(self.tally))
+        if not self.gate_problems and not self.activation_started:
+            self.audit.write("GATE_OPEN", prechecks=len(self.tally.outcomes))
+        self.activation_started = True
+        return self.gate_problems
+
+    def finish(self, exitstatus: int, stopped_early: str | None) -> None:
+        self.end_prechecks()
+        if self.request is not None and not self.activation_started:
+            reason = stopped_early or "; ".join(self.gate_problems) or "activation not selected"
+            self.audit.write("ACTIVATION_NOT_RUN", reason=reason)
+        if self.deployment is not None:
+            self.deployment.finish()
         self.audit.write(
             "DEPLOYMENT_COMPLETE",
             duration=round(time.monotonic() - self._started, 2),
@@ -157,8 +218,33 @@ class DeploymentRun:
         self.audit.close()
         self.files.point_latest_here()
 
+    def summary(self) -> list[tuple[str, str]]:
+        """What the run decided, for the terminal, the JUnit properties and the HTML report."""
+        if self.request is None:
+            return []
+        lines = [
+            ("request", self.request.summary + (" (plan only)" if self.request.plan_only else ""))
+        ]
+        outcome = self.deployment.outcome if self.deployment else None
+        if self.gate_problems:
+            lines.append(("activation", "not run: " + "; ".join(self.gate_problems)))
+        elif outcome is None or not outcome.planned:
+            lines.append(("activation", "not run"))
+        else:
+            state = (
+                "rolled back automatically" if outcome.rolled_back
+                else "committed" if outcome.committed
+                else "planned, nothing changed"
+            )  # fmt: skip
+            lines.append(("activation", f"{state}: {len(outcome.changes)} flag changes"))
+            lines += [("change", change.describe()) for change in outcome.changes]
+        return lines
+
     def written(self) -> list[tuple[str, Path]]:
         """What this run left on disk, for the terminal summary."""
         paths = [("audit log", self.audit.path)]
+        rollback = self.deployment.outcome.rollback if self.deployment else None
+        if rollback is not None:
+            paths += [("rollback", rollback.script), ("rollback state", rollback.state)]
         paths += [("junit", self.files.junit), ("html report", self.files.html)]
         return [(label, path) for label, path in paths if path.exists()]

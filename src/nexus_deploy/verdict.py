@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pytest
+
+from nexus_deploy.deployment import Refused
 
 
 def no_problems(problems: list[str]) -> None:
@@ -10,3 +15,13 @@ def no_problems(problems: list[str]) -> None:
     __tracebackhide__ = True
     if problems:
         pytest.fail("; ".join(problems), pytrace=False)
+
+
+@contextlib.contextmanager
+def refusal_fails() -> Iterator[None]:
+    """Turn a deployment's refusal into a test failure that shows only its message."""
+    __tracebackhide__ = True
+    try:
+        yield
+    except Refused as refused:
+        pytest.fail(str(refused), pytrace=False)

@@ -1,0 +1,31 @@
+"""Activation: plan, then apply and verify; runs only after all twelve prechecks passed.
+
+The plugin keeps these out of a run that has no --activate, that deselected a precheck, or
+whose prechecks failed; --plan keeps the apply test out.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from nexus_deploy.verdict import refusal_fails
+
+
+@pytest.mark.activation("plan")
+@pytest.mark.order(13)
+def test_plan(deployment, record_property):
+    with refusal_fails():
+        changes = deployment.make_plan()
+        record_property("changes", len(changes))
+        deployment.check_progression()
+
+
+@pytest.mark.activation("apply")
+@pytest.mark.order(14)
+def test_apply_and_verify(deployment, record_property):
+    if not deployment.outcome.planned:
+        pytest.fail("no plan was made in this run: nothing to apply", pytrace=False)
+    with refusal_fails():
+        deployment.apply()
+        deployment.verify()
+    record_property("committed", deployment.outcome.committed)

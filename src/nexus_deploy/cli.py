@@ -1,0 +1,209 @@
+"""nexusctl: the operator's words on top of the deployment suite.
+
+Every command that checks or changes the platform runs the same pytest suite (so the same
+prechecks, gate, lock, audit and reports); the rest read what the runs left behind.
+Exit codes: pytest's for precheck, marketplace and launch (0 done, 1 a check failed or the
+activation was refused, 4 usage); the rollback script's for rollback (0 restored, 3 lock held,
+4 flags changed since); 2 for nexusctl's own usage errors; 1 for a broken audit log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import psycopg
+
+from nexus_deploy import audit
+from nexus_deploy.facts import database
+from nexus_deploy.flags import decoded, read_rows, to_json
+from nexus_deploy.lock import holder_of
+from nexus_deploy.profile import ProfileError, TargetProfile, load_profile, resolve_target_path
+
+ROOT_ENV_VAR = "NEXUS_DEPLOY_ROOT"
+
+
+def deployer_root() -> Path:
+    """Where conftest.py, checks/ and pfs/ live: $NEXUS_DEPLOY_ROOT, else this checkout."""
+    if os.environ.get(ROOT_ENV_VAR):
+        return Path(os.environ[ROOT_ENV_VAR]).resolve()
+    return Path(__file__).resolve().parents[2]
+
+
+def run_suite(args: argparse.Namespace, *pytest_args: str) -> int:
+    """Run the deployment suite; options as --opt=value so pytest keeps its rootdir."""
+    command = [sys.executable, "-m", "pytest", *pytest_args]
+    if args.target:
+        command.append(f"--target={args.target}")
+    if args.reports_dir:
+        command.append(f"--reports-dir={Path(args.reports_dir).resolve()}")
+    command += args.pytest_args
+    return subprocess.call(command, cwd=deployer_root())
+
+
+def activation_args(args: argparse.Namespace) -> list[str]:
+    extra = [] if args.confirm else ["--plan"]
+    if getattr(args, "force_soak", False):
+        extra.append("--force-soak")
+    if args.lock_timeout is not None:
+        extra.append(f"--lock-timeout={args.lock_timeout}")
+    return extra
+
+
+def cmd_precheck(args: argparse.Namespace) -> int:
+    return run_suite(args, "-m", "precheck")
+
+
+def cmd_marketplace(args: argparse.Namespace) -> int:
+    step = str(args.step) if args.action == "enable" else "0"
+    return run_suite(args, "--activate=phase3", f"--step={step}", *activation_args(args))
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    return run_suite(args, "--activate=phase4", f"--mode={args.mode}", *activation_args(args))
+
+
+def profile_of(args: argparse.Namespace) -> TargetProfile:
+    return load_profile(resolve_target_path(args.target, deployer_root()))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    profile = profile_of(args)
+    spec = profile.database
+    try:
+        with database.connect(spec, autocommit=True) as connection:
+            flags = decoded(read_rows(connection, spec.flag_table))
+            holder = holder_of(connection, profile.audit.dir / ".deploy.lock")
+    except psycopg.Error as exc:
+        print(f"nexusctl: cannot read flags from {spec.host}:{spec.port}/{spec.dbname}: {exc}")
+        return 1
+    print(f"target       : {profile.name}")
+    print(f"marketplace  : step {flags.get('marketplace.step', 0)}"
+          f" ({'open' if flags.get('marketplace.enabled') else 'off'})")  # fmt: skip
+    print(f"launch mode  : {flags.get('launch.mode', 'founder (never launched)')}")
+    print(f"lock         : {holder if 'database session' in holder else 'free'}")
+    for key in sorted(flags):
+        print(f"  {key} = {to_json(flags[key])}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    audit_dir = profile_of(args).audit.dir
+    scripts = sorted(audit_dir.glob("rollback-*.sh"))
+    if args.run_id:
+        scripts = [s for s in scripts if s.name == f"rollback-{args.run_id}.sh"]
+    if not scripts:
+        wanted = f"rollback-{args.run_id}.sh" if args.run_id else "any rollback-*.sh"
+        print(f"nexusctl: no {wanted} in {audit_dir}", file=sys.stderr)
+        return 2
+    command = ["bash", str(scripts[-1]), *(["--force"] if args.force else [])]
+    print(f"nexusctl: running {scripts[-1]}")
+    return subprocess.call(command)
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    broken = 0
+    for name in args.files:
+        path = Path(name)
+        if not path.is_file():
+            print(f"MISSING  {path}")
+            broken += 1
+            continue
+        result = audit.verify(path)
+        if result.intact:
+            state = "complete" if result.complete else f"incomplete (last {result.last_event})"
+            print(f"OK       {path}: {result.lines} lines, {state}")
+        else:
+            broken += 1
+            print(f"BROKEN   {result.problems[0]}")
+    return 1 if broken else 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    audit_dir = profile_of(args).audit.dir
+    logs = sorted(audit_dir.glob("*.log"), key=lambda p: p.name.split("-", 1)[-1])
+    if not logs:
+        print(f"no runs recorded in {audit_dir}")
+    for path in logs:
+        result = audit.verify(path)
+        kind, _, run_id = path.stem.partition("-")
+        chain = "intact" if result.intact else "BROKEN"
+        print(f"{run_id:<24} {kind:<11} last={result.last_event or '-':<22} chain={chain}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nexusctl",
+        description="Check and activate Nexus COS phases through the nexus-deploy suite.",
+        epilog="Without --confirm, enable/disable/launch only plan: prechecks and the flag diff.",
+    )
+    parser.add_argument("--target", metavar="NAME|FILE", help="target profile (pfs/targets)")
+    parser.add_argument("--reports-dir", metavar="DIR", help="where run reports go")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("precheck", help="run the twelve prechecks").set_defaults(run=cmd_precheck)
+
+    market = commands.add_parser("marketplace", help="open, widen or close the phase 3 marketplace")
+    market_actions = market.add_subparsers(dest="action", required=True, metavar="ACTION")
+    enable = market_actions.add_parser("enable", help="activate marketplace step N (1..4)")
+    enable.add_argument("--step", type=int, required=True, metavar="N")
+    enable.add_argument("--force-soak", action="store_true", help="skip the soak wait (audited)")
+    disable = market_actions.add_parser("disable", help="turn the marketplace off (step 0)")
+    for sub in (enable, disable):
+        sub.add_argument("--phase", type=int, choices=[3], required=True, help="always 3")
+        _activation_options(sub, cmd_marketplace)
+
+    launch = commands.add_parser("launch", help="phase 4: public launch, or back to founder mode")
+    launch.add_argument("--mode", choices=["global", "founder"], required=True)
+    _activation_options(launch, cmd_launch)
+
+    commands.add_parser("status", help="current phase flags and lock holder").set_defaults(
+        run=cmd_status
+    )
+    rollback = commands.add_parser("rollback", help="run a deployment's rollback script")
+    rollback.add_argument("run_id", nargs="?", metavar="RUN_ID", help="default: the newest")
+    rollback.add_argument("--force", action="store_true", help="restore even after drift")
+    rollback.set_defaults(run=cmd_rollback)
+
+    audit_cmd = commands.add_parser("audit", help="audit log tools")
+    audit_actions = audit_cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
+    verify = audit_actions.add_parser("verify", help="check the hash chain of audit logs")
+    verify.add_argument("files", nargs="+", metavar="FILE")
+    verify.set_defaults(run=cmd_audit_verify)
+
+    commands.add_parser("history", help="runs recorded in the audit directory").set_defaults(
+        run=cmd_history
+    )
+    return parser
+
+
+def _activation_options(sub: argparse.ArgumentParser, run: object) -> None:
+    sub.add_argument("--confirm", action="store_true", help="change flags (default: plan only)")
+    sub.add_argument("--lock-timeout", metavar="SECONDS", help="wait for another deployment")
+    sub.set_defaults(run=run)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # Anything after "--" goes to pytest unchanged (e.g. -v, --html=...).
+    pytest_args: list[str] = []
+    if "--" in arguments:
+        cut = arguments.index("--")
+        arguments, pytest_args = arguments[:cut], arguments[cut + 1 :]
+    args = build_parser().parse_args(arguments)
+    args.pytest_args = pytest_args
+    try:
+        code: int = args.run(args)
+    except ProfileError as exc:
+        print(f"nexusctl: target profile refused: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

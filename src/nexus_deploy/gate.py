@@ -1,0 +1,53 @@
+"""The gate: activation runs only after all twelve prechecks ran in this run and none failed."""
+
+from __future__ import annotations
+
+import pytest
+
+from nexus_deploy.prechecks import PRECHECK_NAMES, Tally, precheck_name
+
+# Plugins whose absence changes how the prechecks run or are reported.
+REQUIRED_PLUGINS = {"pytest_order": "pytest-order (-p no:pytest_order)", "junitxml": "junitxml"}
+
+
+def activation_stage(item: pytest.Item) -> str | None:
+    """``plan`` or ``apply`` for an activation test (``@pytest.mark.activation("plan")``)."""
+    marker = item.get_closest_marker("activation")
+    if marker is None:
+        return None
+    return str(marker.args[0]) if marker.args else "apply"
+
+
+def selection_problems(items: list[pytest.Item], config: pytest.Config) -> list[str]:
+    """Why the selected items cannot open the gate, before any of them runs."""
+    problems = []
+    selected = [name for name in map(precheck_name, items) if name]
+    missing = [name for name in PRECHECK_NAMES if name not in selected]
+    if missing:
+        problems.append(f"prechecks not selected: {', '.join(missing)} (-k, -m, --deselect, paths)")
+    if selected != [name for name in PRECHECK_NAMES if name in selected]:
+        problems.append(f"prechecks out of order: {', '.join(selected)}")
+    stages = [i for i, item in enumerate(items) if activation_stage(item)]
+    checks = [i for i, item in enumerate(items) if precheck_name(item)]
+    if stages and checks and min(stages) < max(checks):
+        problems.append("an activation test would run before a precheck")
+    for name, label in REQUIRED_PLUGINS.items():
+        if not config.pluginmanager.has_plugin(name):
+            problems.append(f"plugin disabled: {label}")
+    if getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput"):
+        problems.append("several workers (xdist): prechecks and activation must run in one process")
+    for option, label in (("lf", "--lf"), ("failedfirst", "--ff"), ("stepwise", "--sw")):
+        if getattr(config.option, option, False):
+            problems.append(f"{label} selects tests by an earlier run")
+    return problems
+
+
+def runtime_problems(tally: Tally) -> list[str]:
+    """Why the prechecks that ran do not open the gate."""
+    failed = [o.name for o in tally.outcomes.values() if o.status.value == "FAIL"]
+    problems = []
+    if failed:
+        problems.append(f"prechecks failed: {', '.join(failed)}")
+    if tally.not_run:
+        problems.append(f"prechecks did not run: {', '.join(tally.not_run)}")
+    return problems

@@ -1,0 +1,41 @@
+"""The plan of an activation: the flags the request wants, against what the platform has."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nexus_deploy.flags import to_json
+from nexus_deploy.phase_config import JsonValue, PhaseConfigs, launch_flags, marketplace_flags
+from nexus_deploy.request import ActivationRequest
+
+ABSENT = "(absent)"
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str
+    old: JsonValue  # None with ``existed`` False: the key has no row yet
+    new: JsonValue
+    existed: bool
+
+    def describe(self) -> str:
+        old = to_json(self.old) if self.existed else ABSENT
+        return f"{self.key}: {old} -> {to_json(self.new)}"
+
+
+def desired_flags(request: ActivationRequest, configs: PhaseConfigs) -> dict[str, JsonValue]:
+    if request.phase == "phase3":
+        assert request.step is not None
+        return marketplace_flags(configs, request.step)
+    assert request.mode is not None
+    return launch_flags(configs, request.mode)
+
+
+def diff(current: dict[str, JsonValue], desired: dict[str, JsonValue]) -> list[Change]:
+    """Only the keys whose value would change, in key order."""
+    return [
+        Change(key, current.get(key), value, key in current)
+        for key, value in sorted(desired.items())
+        # Compared as JSON text: in Python True == 1, in jsonb true and 1 differ.
+        if key not in current or to_json(current[key]) != to_json(value)
+    ]

@@ -1,0 +1,258 @@
+"""Write-ahead rollback: before the first write, the prior rows and a script that restores them.
+
+``rollback-<id>.sh`` needs only bash, psql, flock and sha256sum: no virtualenv, no password (libpq
+reads $PGPASSWORD, $NEXUS_DB_PASSWORD or the pgpass file). It takes the deployment lock, restores
+every key this run changed in one transaction, is idempotent, audits itself in a hash-chained
+``rollback-<id>.log``, and refuses, naming the keys, if someone changed those flags since,
+unless ``--force``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from nexus_deploy.audit import GENESIS
+from nexus_deploy.flags import FlagRow, literal, restore_statements, to_json
+from nexus_deploy.lock import ADVISORY_KEY
+from nexus_deploy.phase_config import JsonValue
+from nexus_deploy.profile import DatabaseSpec
+
+STATUS_LINE = re.compile(r"^STATUS=\S+", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class RollbackFiles:
+    script: Path
+    state: Path
+    log: Path
+
+    @classmethod
+    def for_run(cls, audit_dir: Path, run_id: str) -> RollbackFiles:
+        return cls(
+            audit_dir / f"rollback-{run_id}.sh",
+            audit_dir / f"rollback-{run_id}.json",
+            audit_dir / f"rollback-{run_id}.log",
+        )
+
+
+def write_durably(path: Path, text: str, mode: int) -> str:
+    """Write, fsync the file and its directory, and return the sha256 of the text."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    temporary.chmod(mode)
+    temporary.replace(path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def write_ahead(
+    files: RollbackFiles,
+    run_id: str,
+    database: DatabaseSpec,
+    lock_file: Path,
+    prior: dict[str, FlagRow | None],
+    expected: dict[str, JsonValue],
+    written_by: str,
+) -> str:
+    """Write the state and the script; return the script's sha256 for the audit."""
+    state = {
+        "run_id": run_id,
+        "table": database.flag_table,
+        "written_by": written_by,
+        "keys": {
+            key: {
+                "prior": None if row is None else row.__dict__,
+                "expected": to_json(expected[key]),
+            }
+            for key, row in sorted(prior.items())
+        },
+    }
+    write_durably(files.state, json.dumps(state, indent=2) + "\n", 0o640)
+    script = render_script(files, run_id, database, lock_file, prior, expected, written_by)
+    return write_durably(files.script, script, 0o750)
+
+
+def set_status(files: RollbackFiles, status: str) -> str:
+    """Record how the activation ended in the script's STATUS line; return the new sha256."""
+    text = STATUS_LINE.sub(f"STATUS={status}", files.script.read_text(encoding="utf-8"), count=1)
+    return write_durably(files.script, text, 0o750)
+
+
+def render_script(
+    files: RollbackFiles,
+    run_id: str,
+    database: DatabaseSpec,
+    lock_file: Path,
+    prior: dict[str, FlagRow | None],
+    expected: dict[str, JsonValue],
+    written_by: str,
+) -> str:
+    table = '"' + database.flag_table.replace('"', '""') + '"'
+    rows = ",\n    ".join(
+        "({key}, {pv}, {pa}, {pb}, {exp}::jsonb)".format(
+            key=literal(key),
+            pv="NULL::jsonb" if row is None else f"{literal(row.value)}::jsonb",
+            pa="NULL::timestamptz" if row is None else f"{literal(row.updated_at)}::timestamptz",
+            pb="NULL::text" if row is None else literal(row.updated_by),
+            exp=literal(to_json(expected[key])),
+        )
+        for key, row in sorted(prior.items())
+    )
+    restore = "\n".join(restore_statements(database.flag_table, prior))
+    passfile = shlex.quote(str(database.passfile)) if database.passfile else "''"
+    return _TEMPLATE.format(
+        run_id=run_id,
+        count=len(prior),
+        keys=", ".join(sorted(prior)),
+        host=shlex.quote(database.host),
+        port=database.port,
+        dbname=shlex.quote(database.dbname),
+        user=shlex.quote(database.user),
+        timeout=database.connect_timeout_s,
+        passfile=passfile,
+        password_env=database.password_env,
+        log=shlex.quote(str(files.log)),
+        lock_file=shlex.quote(str(lock_file)),
+        genesis=GENESIS,
+        lock_key=ADVISORY_KEY,
+        table=table,
+        rows=rows,
+        written_by=literal(written_by),
+        restore=restore,
+    )
+
+
+_TEMPLATE = r"""#!/usr/bin/env bash
+# Rollback of nexus-deploy run {run_id}: puts back the {count} flags that run changed
+# ({keys}) exactly as they were before it, in one transaction.
+#
+#   bash rollback-{run_id}.sh          restore; refuses if someone changed these flags since
+#   bash rollback-{run_id}.sh --force  restore even so
+#
+# Needs bash, psql, flock, sha256sum. Holds no password: libpq uses $PGPASSWORD, else
+# ${password_env}, else the pgpass file below. Exit codes: 0 restored or already restored,
+# 2 usage, 3 lock held, 4 flags changed since the run, 1 any other failure.
+set -euo pipefail
+STATUS=pending  # set by the deployer: pending, committed, not-committed, auto-rolled-back
+RUN_ID={run_id}
+AUDIT_LOG={log}
+LOCK_FILE={lock_file}
+export PGHOST={host} PGPORT={port} PGDATABASE={dbname} PGUSER={user} PGCONNECT_TIMEOUT={timeout}
+export PGAPPNAME="nexus-rollback run=$RUN_ID"
+if [ -z "${{PGPASSWORD:-}}" ] && [ -n "${{{password_env}:-}}" ]; then
+  export PGPASSWORD="${{{password_env}}}"
+fi
+if [ -z "${{PGPASSWORD:-}}" ] && [ -n {passfile} ]; then export PGPASSFILE={passfile}; fi
+
+force=false
+case "${{1:-}}" in
+  "") ;;
+  --force) force=true ;;
+  *) echo "usage: bash $0 [--force]" >&2; exit 2 ;;
+esac
+
+# The same hash chain as the deployer's audit lines: sha = sha256(previous sha + "\n" + body).
+audit() {{
+  local body previous sha
+  body="[AUDIT] $(date -u '+%Y-%m-%d %H:%M:%S') $*"
+  previous=$(tail -n 1 "$AUDIT_LOG" 2>/dev/null | sed -n 's/.* sha=\([0-9a-f]\{{16\}}\)$/\1/p')
+  sha=$(printf '%s\n%s' "${{previous:-{genesis}}}" "$body" | sha256sum | cut -c1-16)
+  printf '%s sha=%s\n' "$body" "$sha" >> "$AUDIT_LOG"
+  sync "$AUDIT_LOG"
+}}
+now_ms() {{ date +%s%3N; }}
+
+started=$(now_ms)
+exec 9>>"$LOCK_FILE"
+if ! flock -n 9; then
+  audit ROLLBACK_REFUSED run_id="$RUN_ID" reason="\"host deployment lock $LOCK_FILE is held\""
+  echo "rollback refused: another deployment holds $LOCK_FILE" >&2
+  exit 3
+fi
+audit ROLLBACK_START run_id="$RUN_ID" force="$force" keys={count} deployment_status="$STATUS"
+
+if ! output=$(psql -X -q -A -t -v ON_ERROR_STOP=1 -v force="$force" 2>&1 <<'NEXUS_ROLLBACK_SQL'
+BEGIN;
+SELECT pg_try_advisory_xact_lock({lock_key}) AS locked \gset
+\if :locked
+\else
+  \echo NEXUS_RESULT=locked
+  \quit
+\endif
+WITH run(key, prior_value, prior_at, prior_by, expected) AS (VALUES
+    {rows}
+)
+SELECT
+  string_agg(run.key, ',' ORDER BY run.key) FILTER (WHERE NOT (
+      (f.key IS NULL AND run.prior_value IS NULL)
+      OR (f.value = run.prior_value AND f.updated_at = run.prior_at AND f.updated_by = run.prior_by)
+      OR (f.value = run.expected AND f.updated_by = {written_by}))) AS drifted,
+  bool_and((f.key IS NULL AND run.prior_value IS NULL)
+      OR (f.value = run.prior_value AND f.updated_at = run.prior_at
+          AND f.updated_by = run.prior_by)) AS restored
+FROM run LEFT JOIN {table} f ON f.key = run.key \gset
+\if :restored
+  \echo NEXUS_RESULT=already-restored
+  \quit
+\endif
+\if :{{?drifted}}
+  \if :force
+  \else
+    \echo NEXUS_RESULT=drift :drifted
+    \quit
+  \endif
+\endif
+{restore}
+COMMIT;
+\echo NEXUS_RESULT=restored
+NEXUS_ROLLBACK_SQL
+); then
+  audit ROLLBACK_FAILED run_id="$RUN_ID" reason="\"psql failed\""
+  printf 'rollback failed: %s\n' "$output" >&2
+  exit 1
+fi
+
+result=$(printf '%s\n' "$output" | sed -n 's/^NEXUS_RESULT=//p')
+duration_ms=$(( $(now_ms) - started ))
+case "$result" in
+  restored|already-restored)
+    audit ROLLBACK_COMPLETE run_id="$RUN_ID" result="$result" duration_ms="$duration_ms"
+    echo "rollback of run $RUN_ID: $result ({count} flags) in $duration_ms ms" ;;
+  locked)
+    audit ROLLBACK_REFUSED run_id="$RUN_ID" reason="\"a deployment holds the database lock\""
+    echo "rollback refused: a deployment holds the nexus-deploy database lock" >&2
+    exit 3 ;;
+  drift\ *)
+    keys=${{result#drift }}
+    audit ROLLBACK_REFUSED run_id="$RUN_ID" reason="\"changed since the run\"" keys="$keys"
+    echo "rollback refused: flags changed by someone else since run $RUN_ID: $keys" >&2
+    echo "rerun with --force to restore them anyway" >&2
+    exit 4 ;;
+  *)
+    audit ROLLBACK_FAILED run_id="$RUN_ID" reason="\"unexpected psql output\""
+    printf 'rollback failed: unexpected psql output: %s\n' "$output" >&2
+    exit 1 ;;
+esac
+"""
+
+
+def load_prior(state_file: Path) -> dict[str, FlagRow | None]:
+    """The prior rows a state file holds, as ``write_ahead`` saved them."""
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    return {
+        key: None if entry["prior"] is None else FlagRow(**entry["prior"])
+        for key, entry in state["keys"].items()
+    }

@@ -1,0 +1,63 @@
+"""After commit: the platform must show the new flags, through the gateway and through nginx."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import requests
+
+from nexus_deploy.flags import to_json
+from nexus_deploy.phase_config import JsonValue
+from nexus_deploy.profile import GatewaySpec
+
+
+@dataclass(frozen=True)
+class Visibility:
+    ok: bool
+    elapsed_s: float
+    problem: str = ""
+
+
+def problems_at(spec: GatewaySpec, expected: dict[str, JsonValue]) -> list[str]:
+    """What each endpoint does not yet show: unhealthy, unreachable or an old flag value."""
+    verify: bool | str = str(spec.ca_file) if spec.ca_file else True
+    problems = []
+    for endpoint in spec.endpoints:
+        try:
+            health = requests.get(
+                endpoint.url + spec.health_path, timeout=spec.timeout_s, verify=verify
+            )
+            flags = requests.get(
+                endpoint.url + spec.flags_path, timeout=spec.timeout_s, verify=verify
+            )
+        except requests.RequestException as exc:
+            problems.append(f"{endpoint.name}: {type(exc).__name__}")
+            continue
+        if health.status_code != 200:
+            problems.append(f"{endpoint.name}: health answered {health.status_code}")
+        if flags.status_code != 200:
+            problems.append(f"{endpoint.name}: flags answered {flags.status_code}")
+            continue
+        shown = flags.json()
+        stale = [
+            k for k, v in expected.items() if k not in shown or to_json(shown[k]) != to_json(v)
+        ]
+        if stale:
+            problems.append(f"{endpoint.name}: old or missing {', '.join(sorted(stale))}")
+    return problems
+
+
+def wait_until_visible(
+    spec: GatewaySpec, expected: dict[str, JsonValue], timeout_s: float
+) -> Visibility:
+    """Poll every endpoint until all show ``expected`` and stay healthy, or time runs out."""
+    started = time.monotonic()
+    while True:
+        problems = problems_at(spec, expected)
+        elapsed = time.monotonic() - started
+        if not problems:
+            return Visibility(True, elapsed)
+        if elapsed >= timeout_s:
+            return Visibility(False, elapsed, "; ".join(problems))
+        time.sleep(0.2)
