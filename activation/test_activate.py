@@ -23,9 +23,7 @@ def test_plan(deployment, record_property):
 @pytest.mark.activation("apply")
 @pytest.mark.order(14)
 def test_apply_and_verify(deployment, record_property):
-    if not deployment.outcome.planned:
-        pytest.fail("no plan was made in this run: nothing to apply", pytrace=False)
-    with refusal_fails():
+    with refusal_fails():  # apply refuses unless the plan was made and the guard cleared it
         deployment.apply()
         deployment.verify()
     record_property("committed", deployment.outcome.committed)

@@ -43,6 +43,7 @@ class Outcome:
 
     changes: list[Change] = field(default_factory=list)
     planned: bool = False
+    cleared: bool = False  # the progressive guard let this request through
     committed: bool = False
     rolled_back: bool = False
     rollback: rollback.RollbackFiles | None = None
@@ -155,9 +156,12 @@ class Deployment:
             self.audit.write("GUARD", status="REFUSED", reason="; ".join(result.refusals))
             raise Refused("; ".join(result.refusals))
         self.audit.write("GUARD", status="PASS", request=self.request.summary)
+        self.outcome.cleared = True
 
     def apply(self) -> None:
         """Write-ahead rollback, then every change in one transaction, re-planned under the lock."""
+        if not self.outcome.cleared:
+            raise Refused("the progressive guard did not clear this activation: nothing applied")
         if self._lock is None:
             raise Refused("the deployment lock is not held")
         table = self.profile.database.flag_table

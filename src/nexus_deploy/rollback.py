@@ -168,7 +168,10 @@ esac
 audit() {{
   local body previous sha
   body="[AUDIT] $(date -u '+%Y-%m-%d %H:%M:%S') $*"
-  previous=$(tail -n 1 "$AUDIT_LOG" 2>/dev/null | sed -n 's/.* sha=\([0-9a-f]\{{16\}}\)$/\1/p')
+  previous=""
+  if [ -s "$AUDIT_LOG" ]; then
+    previous=$(tail -n 1 "$AUDIT_LOG" | sed -n 's/.* sha=\([0-9a-f]\{{16\}}\)$/\1/p')
+  fi
   sha=$(printf '%s\n%s' "${{previous:-{genesis}}}" "$body" | sha256sum | cut -c1-16)
   printf '%s sha=%s\n' "$body" "$sha" >> "$AUDIT_LOG"
   sync "$AUDIT_LOG"

@@ -31,7 +31,7 @@ def connection_kwargs(spec: DatabaseSpec) -> dict[str, Any]:
 
 
 def connect(spec: DatabaseSpec, **extra: Any) -> psycopg.Connection[Any]:
-    return psycopg.connect(**connection_kwargs(spec), **extra)
+    return psycopg.connect(**{**connection_kwargs(spec), **extra})
 
 
 def flag_table_columns(connection: psycopg.Connection[Any], table: str) -> set[str]:
