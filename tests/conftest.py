@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import requests
 import yaml
@@ -61,3 +62,36 @@ def run_suite(tmp_path: Path, target_file: Callable[..., Path]) -> Callable[...,
         return run
 
     return run
+
+
+@pytest.fixture
+def flags_db(sandbox_up: None) -> Iterator[psycopg.Connection[Any]]:
+    """A direct connection to the sandbox's flag table, to arrange and inspect platform state."""
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=55432,
+        dbname="nexus",
+        user="nexus",
+        passfile="/var/lib/nexus-sandbox/pgpass",
+        autocommit=True,
+        options="-c TimeZone=UTC",
+    ) as connection:
+        yield connection
+
+
+PHASE_KEYS = "key LIKE 'marketplace.%' OR key LIKE 'launch.%'"
+
+
+@pytest.fixture
+def clean_flags(flags_db: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
+    """Start from a platform where no phase flag was ever set, and leave it so."""
+    flags_db.execute(f"DELETE FROM nexus_feature_flags WHERE {PHASE_KEYS}")
+    yield flags_db
+    flags_db.execute(f"DELETE FROM nexus_feature_flags WHERE {PHASE_KEYS}")
+
+
+def flag_rows(connection: psycopg.Connection[Any]) -> list[tuple[str, str, str, str]]:
+    """Every row exactly as stored (value and timestamp as PostgreSQL prints them)."""
+    return connection.execute(
+        "SELECT key, value::text, updated_at::text, updated_by FROM nexus_feature_flags ORDER BY key"
+    ).fetchall()
