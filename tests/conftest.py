@@ -88,10 +88,3 @@ def clean_flags(flags_db: psycopg.Connection[Any]) -> Iterator[psycopg.Connectio
     flags_db.execute(f"DELETE FROM nexus_feature_flags WHERE {PHASE_KEYS}")
     yield flags_db
     flags_db.execute(f"DELETE FROM nexus_feature_flags WHERE {PHASE_KEYS}")
-
-
-def flag_rows(connection: psycopg.Connection[Any]) -> list[tuple[str, str, str, str]]:
-    """Every row exactly as stored (value and timestamp as PostgreSQL prints them)."""
-    return connection.execute(
-        "SELECT key, value::text, updated_at::text, updated_by FROM nexus_feature_flags ORDER BY key"
-    ).fetchall()

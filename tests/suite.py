@@ -101,3 +101,12 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def flag_rows(connection: Any) -> list[tuple[str, str, str, str]]:
+    """Every flag row exactly as stored (value and timestamp as PostgreSQL prints them)."""
+    rows: list[tuple[str, str, str, str]] = connection.execute(
+        "SELECT key, value::text, updated_at::text, updated_by "
+        "FROM nexus_feature_flags ORDER BY key"
+    ).fetchall()
+    return rows
