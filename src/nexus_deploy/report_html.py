@@ -56,3 +56,9 @@ class HtmlHooks:
             f"<code>{html.escape(str(self.run.audit.path))}</code></p>"
             f"<p>Prechecks: {html.escape('; '.join(lines) or 'none ran')}</p>"
         )
+        decisions = "".join(
+            f"<li><b>{html.escape(name)}</b>: {html.escape(value)}</li>"
+            for name, value in self.run.summary()
+        )
+        if decisions:
+            prefix.append(f'<ul class="nexus-activation">{decisions}</ul>')

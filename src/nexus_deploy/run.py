@@ -234,7 +234,7 @@ class DeploymentRun:
             state = (
                 "rolled back automatically" if outcome.rolled_back
                 else "committed" if outcome.committed
-                else "planned, nothing changed"
+                else "plan only, nothing changed"
             )  # fmt: skip
             lines.append(("activation", f"{state}: {len(outcome.changes)} flag changes"))
             lines += [("change", change.describe()) for change in outcome.changes]
