@@ -234,7 +234,9 @@ class DeploymentRun:
             state = (
                 "rolled back automatically" if outcome.rolled_back
                 else "committed" if outcome.committed
-                else "plan only, nothing changed"
+                else "plan only, nothing changed" if self.request.plan_only
+                else "nothing to change" if not outcome.changes
+                else "refused, nothing changed"
             )  # fmt: skip
             lines.append(("activation", f"{state}: {len(outcome.changes)} flag changes"))
             lines += [("change", change.describe()) for change in outcome.changes]
