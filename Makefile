@@ -4,7 +4,7 @@ VENV := .venv/bin
 .PHONY: demo test setup sandbox sandbox-down lint bench
 
 demo: sandbox
-	$(VENV)/nexusctl precheck
+	bash scripts/demo.sh
 
 test: sandbox lint
 	$(VENV)/pytest tests
@@ -25,3 +25,4 @@ lint: setup
 
 bench: sandbox
 	$(VENV)/python bench/precheck.py
+	$(VENV)/python bench/activation.py
