@@ -174,8 +174,7 @@ class Deployment:
                 return
             prior = {c.key: rows.get(c.key) for c in changes}
             files = rollback.RollbackFiles.for_run(self.profile.audit.dir, self.run_id)
-            sha = rollback.write_ahead(
-                files,
+            restore = rollback.Restore(
                 self.run_id,
                 self.profile.database,
                 self.lock_file,
@@ -183,6 +182,7 @@ class Deployment:
                 {c.key: c.new for c in changes},
                 self.written_by,
             )
+            sha = rollback.write_ahead(files, restore)
             self.outcome.rollback = files
             self.audit.write(
                 "ROLLBACK_WRITTEN", script=str(files.script), sha256=sha, keys=len(prior)

@@ -58,31 +58,34 @@ def write_durably(path: Path, text: str, mode: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def write_ahead(
-    files: RollbackFiles,
-    run_id: str,
-    database: DatabaseSpec,
-    lock_file: Path,
-    prior: dict[str, FlagRow | None],
-    expected: dict[str, JsonValue],
-    written_by: str,
-) -> str:
+@dataclass(frozen=True)
+class Restore:
+    """What a rollback puts back: the prior row of every key the run changes (None: absent)."""
+
+    run_id: str
+    database: DatabaseSpec
+    lock_file: Path
+    prior: dict[str, FlagRow | None]
+    expected: dict[str, JsonValue]  # what the run writes; anything else later is drift
+    written_by: str
+
+
+def write_ahead(files: RollbackFiles, restore: Restore) -> str:
     """Write the state and the script; return the script's sha256 for the audit."""
     state = {
-        "run_id": run_id,
-        "table": database.flag_table,
-        "written_by": written_by,
+        "run_id": restore.run_id,
+        "table": restore.database.flag_table,
+        "written_by": restore.written_by,
         "keys": {
             key: {
                 "prior": None if row is None else row.__dict__,
-                "expected": to_json(expected[key]),
+                "expected": to_json(restore.expected[key]),
             }
-            for key, row in sorted(prior.items())
+            for key, row in sorted(restore.prior.items())
         },
     }
     write_durably(files.state, json.dumps(state, indent=2) + "\n", 0o640)
-    script = render_script(files, run_id, database, lock_file, prior, expected, written_by)
-    return write_durably(files.script, script, 0o750)
+    return write_durably(files.script, render_script(files, restore), 0o750)
 
 
 def set_status(files: RollbackFiles, status: str) -> str:
@@ -91,15 +94,8 @@ def set_status(files: RollbackFiles, status: str) -> str:
     return write_durably(files.script, text, 0o750)
 
 
-def render_script(
-    files: RollbackFiles,
-    run_id: str,
-    database: DatabaseSpec,
-    lock_file: Path,
-    prior: dict[str, FlagRow | None],
-    expected: dict[str, JsonValue],
-    written_by: str,
-) -> str:
+def render_script(files: RollbackFiles, restore: Restore) -> str:
+    database, prior = restore.database, restore.prior
     table = '"' + database.flag_table.replace('"', '""') + '"'
     rows = ",\n    ".join(
         "({key}, {pv}, {pa}, {pb}, {exp}::jsonb)".format(
@@ -107,14 +103,14 @@ def render_script(
             pv="NULL::jsonb" if row is None else f"{literal(row.value)}::jsonb",
             pa="NULL::timestamptz" if row is None else f"{literal(row.updated_at)}::timestamptz",
             pb="NULL::text" if row is None else literal(row.updated_by),
-            exp=literal(to_json(expected[key])),
+            exp=literal(to_json(restore.expected[key])),
         )
         for key, row in sorted(prior.items())
     )
-    restore = "\n".join(restore_statements(database.flag_table, prior))
+    statements = "\n".join(restore_statements(database.flag_table, prior))
     passfile = shlex.quote(str(database.passfile)) if database.passfile else "''"
     return _TEMPLATE.format(
-        run_id=run_id,
+        run_id=restore.run_id,
         count=len(prior),
         keys=", ".join(sorted(prior)),
         host=shlex.quote(database.host),
@@ -125,13 +121,13 @@ def render_script(
         passfile=passfile,
         password_env=database.password_env,
         log=shlex.quote(str(files.log)),
-        lock_file=shlex.quote(str(lock_file)),
+        lock_file=shlex.quote(str(restore.lock_file)),
         genesis=GENESIS,
         lock_key=ADVISORY_KEY,
         table=table,
         rows=rows,
-        written_by=literal(written_by),
-        restore=restore,
+        written_by=literal(restore.written_by),
+        restore=statements,
     )
 
 
