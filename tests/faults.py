@@ -1,0 +1,256 @@
+"""Real faults for the precheck tests: certificates, git repositories, read-only mounts and
+second service processes (a gateway, an nginx) on free loopback ports."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from suite import REPO
+
+SANDBOX_CERT = Path("/var/lib/nexus-sandbox/tls/nexus.crt")
+SANDBOX_KEY = Path("/var/lib/nexus-sandbox/tls/nexus.key")
+SANDBOX_HEALTH = "https://127.0.0.1:8443/health"
+
+
+def sh(*command: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run one command (an argument list, no shell) and return what it printed."""
+    return subprocess.run(list(map(str, command)), capture_output=True, text=True, check=check)
+
+
+# --- certificates -----------------------------------------------------------------------------
+
+
+def write_certificate(
+    directory: Path,
+    name: str,
+    *,
+    hostname: str = "localhost",
+    valid_days: tuple[int, int] = (-1, 365),
+    key: rsa.RSAPrivateKey | None = None,
+) -> tuple[Path, Path]:
+    """A self-signed certificate for ``hostname`` valid from/to the given days relative to now,
+    and the key it was signed with (``key`` or a new one); returns (cert path, key path)."""
+    key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = dt.datetime.now(dt.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now + dt.timedelta(days=valid_days[0]))
+        .not_valid_after(now + dt.timedelta(days=valid_days[1]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+# --- git --------------------------------------------------------------------------------------
+
+
+def git(repo: Path, *args: str) -> str:
+    return sh("git", "-C", repo, *args).stdout.strip()
+
+
+def git_repository(path: Path, branch: str = "main") -> Path:
+    """A small repository with one commit of README.md on ``branch``."""
+    sh("git", "init", "-q", "-b", branch, path)
+    git(path, "config", "user.email", "faults@nexus-deploy.invalid")
+    git(path, "config", "user.name", "nexus-deploy fault tests")
+    (path / "README.md").write_text("# a platform checkout\n", encoding="utf-8")
+    git(path, "add", "README.md")
+    git(path, "commit", "-q", "--no-gpg-sign", "-m", "first")
+    return path
+
+
+def corrupt_loose_object(repo: Path, revision: str) -> str:
+    """Overwrite the loose object of ``revision`` with garbage; returns its object id."""
+    object_id = git(repo, "rev-parse", revision)
+    loose = repo / ".git" / "objects" / object_id[:2] / object_id[2:]
+    loose.chmod(0o644)  # git writes objects read-only
+    loose.write_bytes(b"not a zlib stream")
+    return object_id
+
+
+# --- mounts -----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def read_only_bind(directory: Path) -> Iterator[Path]:
+    """``directory`` bind-mounted onto itself read-only: unwritable even for root."""
+    directory.mkdir(parents=True, exist_ok=True)
+    sh("mount", "--bind", directory, directory)
+    try:
+        sh("mount", "-o", "remount,bind,ro", directory)
+        yield directory
+    finally:
+        sh("umount", directory)
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+def closed_port() -> int:
+    """A loopback port that was free a moment ago and that nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout:g} s")
+
+
+@contextlib.contextmanager
+def running(command: Sequence[str | Path], port: int, log: Path, **env: str) -> Iterator[int]:
+    """A process started from the repository, waited for on ``port``, terminated on exit."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            list(map(str, command)),
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port(port, process)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def degraded_gateway(log: Path) -> Iterator[str]:
+    """A second real sandbox gateway whose database port is closed: /health answers 503."""
+    port = closed_port()
+    database_port = closed_port()
+    command = [sys.executable, "sandbox/gateway.py"]
+    env = {"NEXUS_GATEWAY_PORT": str(port), "PGHOST": "127.0.0.1", "PGPORT": str(database_port)}
+    env |= {"PGDATABASE": "nexus", "PGUSER": "nexus"}
+    with running(command, port, log, **env):
+        yield f"http://127.0.0.1:{port}"
+
+
+NGINX_CONF = """\
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{}}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    ssl_protocols TLSv1 TLSv1.1 TLSv1.2;
+    server_tokens off;
+{servers}}}
+"""
+
+LEGACY_TLS_SERVER = """\
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        # Security level 0: OpenSSL 3 refuses TLS 1.0/1.1 cipher suites at its default level.
+        ssl_ciphers DEFAULT:@SECLEVEL=0;
+        return 200 "legacy\\n";
+    }}
+"""
+
+
+def legacy_nginx_conf(directory: Path, port: int | None = None) -> Path:
+    """A complete nginx.conf that enables TLS 1.0 and 1.1; with ``port``, a TLS server on it
+    serving the sandbox certificate. Its pid, logs and temp files stay in ``directory``."""
+    servers = ""
+    if port is not None:
+        servers = LEGACY_TLS_SERVER.format(port=port, cert=SANDBOX_CERT, key=SANDBOX_KEY)
+    conf = directory / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(dir=directory, servers=servers), encoding="utf-8")
+    return conf
+
+
+@contextlib.contextmanager
+def legacy_tls_nginx(directory: Path) -> Iterator[str]:
+    """A second real nginx, in the foreground, completing TLS 1.0/1.1 handshakes."""
+    port = closed_port()
+    conf = legacy_nginx_conf(directory, port)
+    with running(["nginx", "-c", conf, "-g", "daemon off;"], port, directory / "nginx.out"):
+        yield f"127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def silent_listener() -> Iterator[int]:
+    """A loopback port whose connections the kernel accepts but nobody ever answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def silent_unix_socket(path: Path) -> Iterator[str]:
+    """A unix socket that accepts connections (backlog) and never answers: a hung daemon."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+        sock.listen(16)
+        yield f"unix://{path}"
+
+
+def sandbox_https_ok() -> bool:
+    try:
+        response = requests.get(SANDBOX_HEALTH, timeout=3, verify=str(SANDBOX_CERT))
+    except requests.RequestException:
+        return False
+    return response.status_code == 200
+
+
+def service_running(name: str) -> bool:
+    return sh("service", name, "status", check=False).returncode == 0
+
+
+@contextlib.contextmanager
+def stopped_service(name: str) -> Iterator[None]:
+    """The host service really stopped, and started again whatever happens."""
+    sh("service", name, "stop")
+    try:
+        yield
+    finally:
+        sh("service", name, "start")
