@@ -18,8 +18,7 @@ def test_docker(host, target, record_property):
     try:
         engine = docker_engine.engine_state(docker_engine.connect(spec.url, spec.ping_timeout_s))
     except docker.errors.DockerException as exc:
-        bound = spec.ping_timeout_s
-        problems.append(f"docker daemon at {spec.url} did not answer within {bound:g} s: {exc}")
+        problems.append(f"docker daemon at {spec.url} did not answer: {exc}")
     else:
         record_property("api_version", engine.api_version)
         record_property("engine_version", engine.engine_version)

@@ -25,7 +25,12 @@ def test_security(host, target, record_property):
         record_property("days_left", days)
         record_property("min_days", spec.min_days_valid)
         if days < 0:
-            problems.append(f"certificate {spec.certificate} expired {-days} days ago")
+            ago = -days - 1
+            problems.append(
+                f"certificate {spec.certificate} expired {ago} days ago"
+                if ago
+                else f"certificate {spec.certificate} expired less than a day ago"
+            )
         elif days < spec.min_days_valid:
             problems.append(
                 f"certificate {spec.certificate} expires in {days} days, "

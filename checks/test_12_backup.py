@@ -25,8 +25,11 @@ def test_backup(host, target, record_property):
             problems.append(
                 f"backup directory {backup} has {free:.1f} GB free, below {minimum:g} GB"
             )
-    audit_ok = host.file(audit).is_directory and host_facts.is_writable_dir(host, audit)
+    audit_exists = host.file(audit).is_directory
+    audit_ok = audit_exists and host_facts.is_writable_dir(host, audit)
     record_property("audit_dir_writable", audit_ok)
-    if not audit_ok:
-        problems.append(f"audit directory {audit} is missing or not writable")
+    if not audit_exists:
+        problems.append(f"audit directory {audit} does not exist")
+    elif not audit_ok:
+        problems.append(f"audit directory {audit} is not writable")
     no_problems(problems)

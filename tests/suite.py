@@ -37,10 +37,12 @@ class SuiteRun:
         return (self.reports_dir / "latest").resolve()
 
     def audit_files(self, prefix: str = "precheck-") -> list[Path]:
-        found = sorted(self.audit_dir.glob(f"{prefix}*.log")) + sorted(
-            self.reports_dir.glob(f"*/{prefix}*.log")
-        )
-        return found
+        # A log in a run folder is also reachable through reports/latest: count each file once.
+        candidates = [
+            *self.audit_dir.glob(f"{prefix}*.log"),
+            *self.reports_dir.glob(f"*/{prefix}*.log"),
+        ]
+        return sorted({path.resolve() for path in candidates})
 
     def audit(self, prefix: str = "precheck-") -> list[AuditEvent]:
         files = self.audit_files(prefix)

@@ -130,7 +130,7 @@ def test_docker_fails_fast_on_a_socket_where_nothing_listens(run_check, tmp_path
     started = time.monotonic()
     run = run_check("DOCKER", {"docker.url": url})
     assert time.monotonic() - started < 30, "a missing daemon must not take the ping timeout"
-    assert_red(run, "DOCKER", f"docker daemon at {url} did not answer within 3 s")
+    assert_red(run, "DOCKER", f"docker daemon at {url} did not answer: ")
 
 
 def test_docker_fails_on_an_api_older_than_the_minimum(run_check):
@@ -334,7 +334,7 @@ def test_previous_phases_fails_on_a_report_without_completion(run_check, tmp_pat
 
 def expired(directory: Path) -> tuple[Path, Path, list[str]]:
     cert, key = write_certificate(directory, "expired", valid_days=(-400, -3))
-    return cert, key, [f"certificate {cert} expired", "days ago"]
+    return cert, key, [f"certificate {cert} expired 3 days ago"]
 
 
 def key_of_another_cert(directory: Path) -> tuple[Path, Path, list[str]]:
@@ -371,11 +371,11 @@ def test_security_fails_on_an_endpoint_completing_legacy_handshakes(run_check, t
     # OpenSSL 3 serves TLS 1.0/1.1 only at security level 0, which the second nginx sets.
     with legacy_tls_nginx(tmp_path) as endpoint:
         run = run_check("SECURITY", {"security.tls_endpoint": endpoint})
-    message = assert_red(run, "SECURITY", f"{endpoint} completes handshakes with TLSv1, TLSv1_1")
+    message = assert_red(run, "SECURITY", f"{endpoint} completes handshakes with TLSv1, TLSv1.1")
     assert "serves a different certificate" not in message
     fields = audit_event(run, "PRECHECK_SECURITY").fields
     assert fields["served_matches_file"] == "true"
-    assert fields["legacy_tls_accepted"] == "TLSv1,TLSv1_1"
+    assert fields["legacy_tls_accepted"] == "TLSv1,TLSv1.1"
 
 
 # --- BACKUP -----------------------------------------------------------------------------------
@@ -397,7 +397,7 @@ def test_backup_fails_on_a_read_only_audit_directory_audited_in_the_run_folder(r
     with read_only_bind(tmp_path / "audit-ro") as audit:
         run = run_check("BACKUP", {"audit.dir": str(audit)})
         assert not list(audit.iterdir())
-    assert_red(run, "BACKUP", f"audit directory {audit} is missing or not writable")
+    assert_red(run, "BACKUP", f"audit directory {audit} is not writable")
     assert (run.run_dir / f"precheck-{run.run_dir.name}.log").is_file()
     assert f"audit directory {audit} not writable (Read-only file system)" in run.output
 
@@ -415,7 +415,7 @@ def test_a_hung_docker_daemon_fails_within_a_bound(run_check, tmp_path):
         run = run_check("DOCKER", {"docker.url": url})
         elapsed = time.monotonic() - started
     assert elapsed < BOUND_S, f"the DOCKER check took {elapsed:.0f} s"
-    assert_red(run, "DOCKER", f"docker daemon at {url} did not answer within 3 s")
+    assert_red(run, "DOCKER", f"docker daemon at {url} did not answer: ")
 
 
 def test_a_hung_gateway_fails_within_a_bound(run_check):

@@ -23,7 +23,9 @@ class Certificate:
     matches_hostname: bool
 
     def days_left(self, now: dt.datetime | None = None) -> int:
-        return (self.not_after - (now or dt.datetime.now(dt.UTC))).days
+        """Whole days until expiry; negative once expired (-1 on the first day after)."""
+        left = self.not_after - (now or dt.datetime.now(dt.UTC))
+        return left.days if left >= dt.timedelta(0) else -((-left).days + 1)
 
 
 class CertificateError(Exception):
@@ -90,7 +92,7 @@ def legacy_versions_accepted(endpoint: str, server_name: str, timeout_s: float) 
                 socket.create_connection(_split(endpoint), timeout=timeout_s) as raw,
                 context.wrap_socket(raw, server_hostname=server_name),
             ):
-                accepted.append(version.name)
+                accepted.append(version.name.replace("_", "."))  # TLSv1_1 -> TLSv1.1, as nginx
         except (ssl.SSLError, OSError):
             continue
     return accepted
