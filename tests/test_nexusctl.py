@@ -1,0 +1,205 @@
+"""nexusctl, the operator's words, driving the real suite against the real sandbox."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from suite import REPO, flag_rows, parse_audit
+
+from nexus_deploy.phase_config import load_phase_configs, marketplace_flags
+
+pytestmark = pytest.mark.usefixtures("sandbox_up")
+
+NEXUSCTL = Path(sys.executable).with_name("nexusctl")  # .venv/bin/nexusctl
+COMMANDS = ("precheck", "marketplace", "launch", "status", "rollback", "audit", "history")
+# The sandbox's database is shared with other test sessions: wait for their deployments.
+PATIENT = ("--lock-timeout", "60")
+
+
+class Ctl:
+    """nexusctl with a private target profile (its own audit dir) and reports dir."""
+
+    def __init__(self, target: Path, reports: Path) -> None:
+        self.target = target
+        self.reports = reports
+        self.audit_dir = target.parent / "audit"  # where target_file puts it
+
+    def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        command = [str(NEXUSCTL), f"--target={self.target}", f"--reports-dir={self.reports}"]
+        return subprocess.run(
+            [*command, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+        )
+
+    def logs(self, prefix: str = "deployment-") -> list[Path]:
+        return sorted(self.audit_dir.glob(f"{prefix}*.log"))
+
+
+@pytest.fixture
+def ctl(target_file, tmp_path) -> Ctl:
+    return Ctl(target_file(), tmp_path / "reports")
+
+
+def phase_flags(connection: Any) -> dict[str, Any]:
+    return {
+        key: json.loads(value)
+        for key, value, _, _ in flag_rows(connection)
+        if key.startswith(("marketplace.", "launch."))
+    }
+
+
+def step_flags(step: int) -> dict[str, Any]:
+    return dict(marketplace_flags(load_phase_configs(REPO / "pfs"), step))
+
+
+def assert_untouched(before: list[Any], after: list[Any], log: Path) -> None:
+    """No flag row written by the run of `log` (other test sessions share the sandbox)."""
+    __tracebackhide__ = True
+    run_id = log.stem.split("-", 1)[1]
+    ours = [row for row in set(before) ^ set(after) if f"run={run_id} " in row[3]]
+    assert not ours, f"run {run_id} changed flag rows: {ours}"
+
+
+def events(log: Path) -> list[str]:
+    return [e.event for e in parse_audit(log)]
+
+
+def test_help_lists_every_command(ctl):
+    done = ctl("--help")
+    assert done.returncode == 0, done.stderr
+    listed = re.findall(r"^    (\w+)\s", done.stdout, re.MULTILINE)
+    assert sorted(listed) == sorted(COMMANDS), done.stdout
+    assert "--target" in done.stdout and "--reports-dir" in done.stdout
+    assert "enable" in ctl("marketplace", "--help").stdout
+    assert "verify" in ctl("audit", "--help").stdout
+
+
+def test_marketplace_enable_help_explains_confirm(ctl):
+    done = ctl("marketplace", "enable", "--help")
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert "--confirm change flags (default: plan only)" in text, done.stdout
+    assert "--step N" in text and "--phase {3}" in text
+
+
+def test_precheck_passes_on_the_sandbox(ctl, flags_db):
+    before = flag_rows(flags_db)
+    done = ctl("precheck")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "12 passed" in done.stdout
+    (log,) = ctl.logs("precheck-")
+    assert events(log)[-1] == "DEPLOYMENT_COMPLETE"
+    assert not ctl.logs("deployment-")
+    assert_untouched(before, flag_rows(flags_db), log)
+
+
+def test_enable_without_confirm_only_plans(ctl, clean_flags):
+    before = flag_rows(clean_flags)
+    done = ctl("marketplace", "enable", "--phase", "3", "--step", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (log,) = ctl.logs()
+    assert_untouched(before, flag_rows(clean_flags), log)
+    assert "request: phase3 step 1 (plan only)" in done.stdout
+    assert "activation: plan only, nothing changed: 7 flag changes" in done.stdout
+    assert "change: marketplace.step: (absent) -> 1" in done.stdout
+    assert "change: marketplace.enabled: (absent) -> true" in done.stdout
+    names = events(log)
+    assert "PLAN_CHANGE" in names and "FLAG_SET" not in names and "LOCK_ACQUIRED" not in names
+    assert not list(ctl.audit_dir.glob("rollback-*"))
+
+
+def test_enable_with_confirm_commits_and_status_history_audit_show_it(ctl, clean_flags, tmp_path):
+    done = ctl("marketplace", "enable", "--phase", "3", "--step", "1", "--confirm", *PATIENT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "activation: committed: 7 flag changes" in done.stdout
+    assert phase_flags(clean_flags) == step_flags(1)
+    (log,) = ctl.logs()
+    run_id = log.stem.removeprefix("deployment-")
+
+    status = ctl("status")
+    assert status.returncode == 0, status.stderr
+    assert re.search(r"^marketplace\s*: step 1 \(open\)$", status.stdout, re.MULTILINE), status
+    assert re.search(r"^launch mode\s*: founder \(never launched\)$", status.stdout, re.M), status
+
+    history = ctl("history")
+    assert history.returncode == 0, history.stderr
+    (line,) = [line for line in history.stdout.splitlines() if line.startswith(run_id)]
+    assert line.split()[1] == "deployment" and "chain=intact" in line
+    assert "last=DEPLOYMENT_COMPLETE" in line
+
+    verified = ctl("audit", "verify", str(log))
+    assert verified.returncode == 0, verified.stdout
+    assert verified.stdout.startswith(f"OK       {log}:") and "complete" in verified.stdout
+
+    # An auditor's copy with one line edited: the FLAG_SET that opened step 1 now says step 4.
+    lines = log.read_text(encoding="utf-8").splitlines(keepends=True)
+    (number,) = [n for n, text in enumerate(lines, 1) if "FLAG_SET key=marketplace.step" in text]
+    lines[number - 1] = lines[number - 1].replace("new=1 ", "new=4 ")
+    edited = tmp_path / "edited.log"
+    edited.write_text("".join(lines), encoding="utf-8")
+    broken = ctl("audit", "verify", str(log), str(edited))
+    assert broken.returncode == 1, broken.stdout
+    assert f"OK       {log}:" in broken.stdout
+    assert f"BROKEN   {edited}:{number}: chain broken at FLAG_SET" in broken.stdout
+
+
+def test_disable_sets_step_0_and_rollback_newest_restores_step_1(ctl, clean_flags):
+    enabled = ctl("marketplace", "enable", "--phase", "3", "--step", "1", "--confirm", *PATIENT)
+    assert enabled.returncode == 0, enabled.stdout + enabled.stderr
+    at_step_1 = flag_rows(clean_flags)
+
+    disabled = ctl("marketplace", "disable", "--phase", "3", "--confirm", *PATIENT)
+    assert disabled.returncode == 0, disabled.stdout + disabled.stderr
+    assert phase_flags(clean_flags) == step_flags(0)
+    assert phase_flags(clean_flags)["marketplace.step"] == 0
+    status = ctl("status").stdout
+    assert re.search(r"^marketplace\s*: step 0 \(off\)$", status, re.MULTILINE), status
+
+    newest = ctl.logs()[-1].stem.removeprefix("deployment-")
+    rolled = ctl("rollback")
+    for _ in range(30):  # exit 3: another test session's deployment holds the lock; try later
+        if rolled.returncode != 3:
+            break
+        time.sleep(2)
+        rolled = ctl("rollback")
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert f"rollback-{newest}.sh" in rolled.stdout  # the disable run's, not the enable run's
+    assert "restored" in rolled.stdout
+    assert flag_rows(clean_flags) == at_step_1  # values, timestamps and authors as they were
+
+
+def test_rollback_of_unknown_run_exits_2_naming_the_file(ctl):
+    done = ctl("rollback", "NO-SUCH-RUN")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"no rollback-NO-SUCH-RUN.sh in {ctl.audit_dir}" in done.stderr
+
+
+def test_enable_phase_4_is_a_usage_error(ctl, flags_db):
+    before = flag_rows(flags_db)
+    done = ctl("marketplace", "enable", "--phase", "4", "--step", "1")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "argument --phase: invalid choice: 4" in done.stderr
+    assert not ctl.audit_dir.exists(), "nothing may run on a usage error"
+    assert flag_rows(flags_db) == before
+
+
+def test_launch_global_without_confirm_shows_the_prerequisite_refusal(ctl, clean_flags):
+    before = flag_rows(clean_flags)
+    done = ctl("launch", "--mode", "global")
+    (log,) = ctl.logs()
+    assert_untouched(before, flag_rows(clean_flags), log)
+    # From a platform whose marketplace never opened: the guard refuses, and the plan is shown.
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "request: phase4 mode global (plan only)" in done.stdout
+    assert "global launch prerequisite unmet: marketplace.enabled is not set" in done.stdout
+    assert "global launch prerequisite unmet: marketplace.step is not set" in done.stdout
+    assert 'change: launch.mode: (absent) -> "global"' in done.stdout
+    names = events(log)
+    assert "FLAG_SET" not in names and "LOCK_ACQUIRED" not in names
+    assert not list(ctl.audit_dir.glob("rollback-*"))
