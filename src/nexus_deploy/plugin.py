@@ -48,6 +48,12 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"target profile refused: {exc}") from None
     config_dir = config.rootpath / profile.config.dir
     try:
+        if (
+            getattr(config.option, "numprocesses", None)
+            or getattr(config.option, "dist", "no") != "no"
+        ):
+            raise RequestError("nexus-deploy runs in one process: prechecks, gate and activation "
+                               "share it (drop -n/--dist)")  # fmt: skip
         request = request_from_options(config.option, config_dir)
     except RequestError as exc:
         refuse(files, run_id, profile.audit.dir, str(exc))
@@ -155,13 +161,18 @@ class RunHooks:
         self, session: pytest.Session, exitstatus: int
     ) -> Generator[None, None, None]:
         # Before the JUnit and HTML files are written: what the run decided goes into them.
+        stopped = session.shouldfail or session.shouldstop
+        if self.run.request is not None and not self.run.activation_started:
+            self.run.close_gate([f"session stopped early: {stopped}"] if stopped else [])
+        if self.run.request is not None and self.run.gate_problems and session.exitstatus == 0:
+            # Asked to activate and did not: that is not "done", whatever the tests said.
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
         xml = session.config.stash.get(xml_key, None)
         if xml is not None:
             for name, value in self.run.summary():
                 xml.add_global_property(name, value)
         yield
-        stopped = session.shouldfail or session.shouldstop
-        self.run.finish(int(exitstatus), f"session stopped early: {stopped}" if stopped else None)
+        self.run.finish(int(session.exitstatus))
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("nexus-deploy")
@@ -178,10 +189,11 @@ def split_activation(
 ) -> tuple[list[pytest.Item], list[pytest.Item]]:
     """Activation items that may stay, and those deselected (with the reason recorded)."""
     activation = [item for item in items if activation_stage(item)]
-    if not activation:
-        return items, []
     if run.request is None:
         return [i for i in items if i not in activation], activation
+    if not activation:
+        run.close_gate(["activation tests not selected (-k, -m, --deselect or paths)"])
+        return items, []
     problems = selection_problems(items, config)
     if problems:
         run.close_gate(problems)

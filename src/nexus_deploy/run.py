@@ -190,7 +190,7 @@ class DeploymentRun:
     def close_gate(self, problems: list[str]) -> None:
         """Record why activation will not run (once in the audit, however often asked)."""
         self.gate_problems += [p for p in problems if p not in self.gate_problems]
-        if self.gate_problems and not self._gate_audited:
+        if self.gate_problems and not self._gate_audited and self._audit is not None:
             self._gate_audited = True
             self.audit.write("GATE_CLOSED", reason="; ".join(self.gate_problems))
 
@@ -203,10 +203,10 @@ class DeploymentRun:
         self.activation_started = True
         return self.gate_problems
 
-    def finish(self, exitstatus: int, stopped_early: str | None) -> None:
+    def finish(self, exitstatus: int) -> None:
         self.end_prechecks()
         if self.request is not None and not self.activation_started:
-            reason = stopped_early or "; ".join(self.gate_problems) or "activation not selected"
+            reason = "; ".join(self.gate_problems) or "activation not selected"
             self.audit.write("ACTIVATION_NOT_RUN", reason=reason)
         if self.deployment is not None:
             self.deployment.finish()
