@@ -63,3 +63,12 @@ def test_every_bad_field_is_named(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ProfileError, match="not found"):
         load_profile(Path(tmp_path / "absent.yaml"))
+
+
+def test_an_unknown_host_backend_is_refused(tmp_path):
+    profile = yaml.safe_load((REPO / "pfs/targets/sandbox.yaml").read_text())
+    profile["host"] = "nosuchbackend://x"
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    with pytest.raises(ProfileError, match="host: .*'nosuchbackend://x' is not a testinfra host"):
+        load_profile(path)

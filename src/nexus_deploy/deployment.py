@@ -44,6 +44,7 @@ class Outcome:
     changes: list[Change] = field(default_factory=list)
     planned: bool = False
     cleared: bool = False  # the progressive guard let this request through
+    refusal: str = ""
     committed: bool = False
     rolled_back: bool = False
     rollback: rollback.RollbackFiles | None = None
@@ -153,8 +154,9 @@ class Deployment:
                 "SOAK_OVERRIDDEN", operator=self.operator, detail=result.soak_overridden
             )
         if result.refusals:
-            self.audit.write("GUARD", status="REFUSED", reason="; ".join(result.refusals))
-            raise Refused("; ".join(result.refusals))
+            self.outcome.refusal = "; ".join(result.refusals)
+            self.audit.write("GUARD", status="REFUSED", reason=self.outcome.refusal)
+            raise Refused(self.outcome.refusal)
         self.audit.write("GUARD", status="PASS", request=self.request.summary)
         self.outcome.cleared = True
 

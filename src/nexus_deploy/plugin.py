@@ -47,13 +47,11 @@ def pytest_configure(config: pytest.Config) -> None:
         refuse(files, run_id, files.run_dir, str(exc))
         raise pytest.UsageError(f"target profile refused: {exc}") from None
     config_dir = config.rootpath / profile.config.dir
+    if getattr(config.option, "numprocesses", None) or getattr(config.option, "dist", "no") != "no":
+        reason = "nexus-deploy runs in one process: prechecks, gate and activation share it"
+        refuse(files, run_id, profile.audit.dir, reason)
+        raise pytest.UsageError(f"{reason} (drop -n/--dist)")
     try:
-        if (
-            getattr(config.option, "numprocesses", None)
-            or getattr(config.option, "dist", "no") != "no"
-        ):
-            raise RequestError("nexus-deploy runs in one process: prechecks, gate and activation "
-                               "share it (drop -n/--dist)")  # fmt: skip
         request = request_from_options(config.option, config_dir)
     except RequestError as exc:
         refuse(files, run_id, profile.audit.dir, str(exc))

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from testinfra.backend import BACKENDS
 
 TARGETS_DIR = Path("pfs") / "targets"
 TARGET_ENV_VAR = "NEXUS_TARGET"
@@ -146,6 +147,14 @@ class TargetProfile(_Model):
     security: SecuritySpec
     backup: BackupSpec
     audit: AuditSpec
+
+    @field_validator("host")
+    @classmethod
+    def _known_backend(cls, host: str) -> str:
+        scheme = host.split("://", 1)[0] if "://" in host else ""
+        if scheme not in BACKENDS:
+            raise ValueError(f"{host!r} is not a testinfra host (backends: {', '.join(BACKENDS)})")
+        return host
 
 
 def resolve_target_path(choice: str | None, deployer_root: Path) -> Path:

@@ -193,6 +193,8 @@ class DeploymentRun:
         if self.gate_problems and not self._gate_audited and self._audit is not None:
             self._gate_audited = True
             self.audit.write("GATE_CLOSED", reason="; ".join(self.gate_problems))
+            if self.deployment is not None:
+                self.deployment.release_lock()  # nothing will be activated: let others deploy
 
     def gate_before_activation(self) -> list[str]:
         """At the first activation test: end the prechecks and decide; [] opens the gate."""
@@ -234,6 +236,7 @@ class DeploymentRun:
             state = (
                 "rolled back automatically" if outcome.rolled_back
                 else "committed" if outcome.committed
+                else f"refused by the guard ({outcome.refusal})" if outcome.refusal
                 else "plan only, nothing changed" if self.request.plan_only
                 else "nothing to change" if not outcome.changes
                 else "refused, nothing changed"
