@@ -191,18 +191,22 @@ SELECT pg_try_advisory_xact_lock({lock_key}) AS locked \gset
   \echo NEXUS_RESULT=locked
   \quit
 \endif
+-- Each key is either as before the run (restored), as the run wrote it (ours), or changed
+-- by someone else since (drifted). NULL-safe throughout: a key absent before the run, or
+-- deleted since, must never compare as "unknown" and slip past the drift check.
 WITH run(key, prior_value, prior_at, prior_by, expected) AS (VALUES
     {rows}
+), state AS (
+  SELECT run.key,
+    f.value IS NOT DISTINCT FROM run.prior_value
+      AND f.updated_at IS NOT DISTINCT FROM run.prior_at
+      AND f.updated_by IS NOT DISTINCT FROM run.prior_by AS restored,
+    coalesce(f.value = run.expected AND f.updated_by = {written_by}, false) AS ours
+  FROM run LEFT JOIN {table} f ON f.key = run.key
 )
-SELECT
-  string_agg(run.key, ',' ORDER BY run.key) FILTER (WHERE NOT (
-      (f.key IS NULL AND run.prior_value IS NULL)
-      OR (f.value = run.prior_value AND f.updated_at = run.prior_at AND f.updated_by = run.prior_by)
-      OR (f.value = run.expected AND f.updated_by = {written_by}))) AS drifted,
-  bool_and((f.key IS NULL AND run.prior_value IS NULL)
-      OR (f.value = run.prior_value AND f.updated_at = run.prior_at
-          AND f.updated_by = run.prior_by)) AS restored
-FROM run LEFT JOIN {table} f ON f.key = run.key \gset
+SELECT string_agg(key, ',' ORDER BY key) FILTER (WHERE NOT (restored OR ours)) AS drifted,
+       bool_and(restored) AS restored
+FROM state \gset
 \if :restored
   \echo NEXUS_RESULT=already-restored
   \quit

@@ -26,5 +26,7 @@ def refusal_fails() -> Iterator[None]:
         yield
     except Refused as refused:
         refusal = str(refused)
-    if refusal is not None:  # outside the except: no "during handling" chain in the report
-        pytest.fail(refusal, pytrace=False)
+    if refusal is not None:
+        # Still inside the context manager's __exit__, where the Refused is being handled:
+        # "from None" keeps it from being printed a second time as the failure's context.
+        raise pytest.fail.Exception(refusal, pytrace=False) from None
