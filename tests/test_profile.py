@@ -70,5 +70,5 @@ def test_an_unknown_host_backend_is_refused(tmp_path):
     profile["host"] = "nosuchbackend://x"
     path = tmp_path / "t.yaml"
     path.write_text(yaml.safe_dump(profile))
-    with pytest.raises(ProfileError, match="host: .*'nosuchbackend://x' is not a testinfra host"):
+    with pytest.raises(ProfileError, match=r"host: .*'nosuchbackend://x' is not a testinfra host"):
         load_profile(path)
