@@ -55,7 +55,7 @@ def test_security(host, target, record_property):
     record_property("nginx_config_test", "ok" if config.test_ok else "failed")
     record_property("server_tokens_off", config.server_tokens_off)
     if not config.test_ok:
-        problems.append(f"nginx -t -c {spec.nginx_config} failed: {config.test_output}")
+        problems.append(f"nginx -T -c {spec.nginx_config} failed: {config.test_output}")
     if config.legacy_protocols:
         legacy = ", ".join(sorted(config.legacy_protocols))
         problems.append(f"nginx config {spec.nginx_config} enables {legacy}")

@@ -19,19 +19,22 @@ class RepositoryState:
 
 def repository_state(host: Host, path: str) -> RepositoryState:
     """Integrity, branch, HEAD and uncommitted paths of the checkout at ``path``."""
-    inside = host.run("git -C %s rev-parse --is-inside-work-tree", path)
-    if inside.rc != 0 or inside.stdout.strip() != "true":
+    # One porcelain v2 status gives the branch, HEAD and every change; it fails outside a repo.
+    status = host.run("git -C %s status --porcelain=v2 --branch --untracked-files=normal", path)
+    if status.rc != 0:
         return RepositoryState(is_repository=False)
     fsck = host.run("git -C %s fsck --no-progress --no-dangling", path)
-    branch = host.run("git -C %s symbolic-ref --quiet --short HEAD", path)
-    head = host.run("git -C %s rev-parse --short=12 HEAD", path)
-    status = host.run("git -C %s status --porcelain --untracked-files=normal", path)
+    headers = dict(
+        line[2:].split(" ", 1) for line in status.stdout.splitlines() if line.startswith("# ")
+    )
+    head = headers.get("branch.oid", "(none)")
     return RepositoryState(
         is_repository=True,
         fsck_ok=fsck.rc == 0,
         fsck_output=(fsck.stderr + fsck.stdout).strip(),
-        # A detached HEAD has no branch name; the precheck then names HEAD instead.
-        branch=branch.stdout.strip() if branch.rc == 0 else "(detached)",
-        head=head.stdout.strip() if head.rc == 0 else "(none)",
-        uncommitted=tuple(line[3:] for line in status.stdout.splitlines() if line.strip()),
+        branch=headers.get("branch.head", "(detached)"),
+        head=head[:12] if head != "(initial)" else head,
+        uncommitted=tuple(
+            line.rsplit(" ", 1)[-1] for line in status.stdout.splitlines() if line[:2] != "# "
+        ),
     )

@@ -22,8 +22,7 @@ class NginxConfig:
 
 
 def read_config(host: Host, config: str) -> NginxConfig:
-    """``nginx -t`` for validity and ``nginx -T`` for the settings actually in force."""
-    test = host.run("nginx -t -c %s", config)
+    """``nginx -T``: tests the configuration (its exit code) and dumps the settings in force."""
     dump = host.run("nginx -T -c %s", config)
     protocols: list[tuple[str, ...]] = []
     server_tokens_off = False
@@ -35,8 +34,8 @@ def read_config(host: Host, config: str) -> NginxConfig:
         elif words == ["server_tokens", "off"]:
             server_tokens_off = True
     return NginxConfig(
-        test_ok=test.rc == 0,
-        test_output=" ".join((test.stderr or test.stdout).split())[:300],
+        test_ok=dump.rc == 0,
+        test_output=" ".join(dump.stderr.split())[:300],
         ssl_protocols=tuple(protocols),
         server_tokens_off=server_tokens_off,
     )

@@ -34,25 +34,36 @@ class CertificateError(Exception):
 
 def read_certificate(host: Host, cert: str, key: str, hostname: str) -> Certificate:
     """Parse the certificate with the host's openssl and compare it with its key and hostname."""
-    info = host.run("openssl x509 -in %s -noout -subject -enddate -fingerprint -sha256", cert)
+    info = host.run(
+        "openssl x509 -in %s -noout -subject -enddate -fingerprint -sha256 -checkhost %s -pubkey",
+        cert,
+        hostname,
+    )
     if info.rc != 0:
         raise CertificateError(f"{cert}: not a readable certificate ({info.stderr.strip()[:120]})")
-    fields = dict(line.split("=", 1) for line in info.stdout.splitlines() if "=" in line)
+    # The output: name=value lines, the PEM public key, then the -checkhost verdict.
+    before, _, rest = info.stdout.partition("-----BEGIN PUBLIC KEY-----")
+    pem, _, after = rest.partition("-----END PUBLIC KEY-----")
+    text = before + after
+    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
     not_after = dt.datetime.strptime(" ".join(fields["notAfter"].split()), "%b %d %H:%M:%S %Y %Z")
     fingerprint = next(v for k, v in fields.items() if k.lower().endswith("fingerprint"))
-    cert_key = host.run("openssl x509 -in %s -noout -pubkey", cert)
     private_key = host.run("openssl pkey -in %s -pubout", key)
     if private_key.rc != 0:
         problem = private_key.stderr.strip()[:120]
         raise CertificateError(f"{key}: not a readable private key ({problem})")
-    checkhost = host.run("openssl x509 -in %s -noout -checkhost %s", cert, hostname)
     return Certificate(
         subject=fields.get("subject", "").strip(),
         not_after=not_after.replace(tzinfo=dt.UTC),
         fingerprint=fingerprint.replace(":", "").lower(),
-        matches_key=cert_key.stdout.strip() == private_key.stdout.strip(),
-        matches_hostname=" does match " in checkhost.stdout,
+        matches_key=pem_body(pem) == pem_body(private_key.stdout),
+        matches_hostname=" does match " in text,
     )
+
+
+def pem_body(text: str) -> list[str]:
+    """The base64 lines of a PEM block, without its BEGIN/END lines."""
+    return [line for line in text.splitlines() if line.strip() and not line.startswith("-----")]
 
 
 def _split(endpoint: str) -> tuple[str, int]:
