@@ -9,6 +9,7 @@ that round wrote, so the sandbox ends where it started. Prints medians; asserts 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -20,6 +21,8 @@ import psycopg
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# As on an operator's host: Python caches bytecode (see bench/precheck.py).
+OPERATOR_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def current_step() -> int:
@@ -35,7 +38,7 @@ def current_step() -> int:
 
 def timed(command: list[str], cwd: Path = REPO) -> float:
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=cwd, env=OPERATOR_ENV, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"failed: {' '.join(command)}\n{done.stdout[-2000:]}{done.stderr}")

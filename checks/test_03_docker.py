@@ -12,7 +12,7 @@ from nexus_deploy.verdict import no_problems
 pytestmark = [pytest.mark.precheck("DOCKER"), pytest.mark.order(3)]
 
 
-def test_docker(host, target, record_property):
+def test_docker(host, target, record_property, prefetch):
     spec = target.docker
     problems = []
     try:
@@ -26,7 +26,7 @@ def test_docker(host, target, record_property):
         api, minimum = engine.api_version, spec.min_api_version
         if docker_engine.version_tuple(api) < docker_engine.version_tuple(minimum):
             problems.append(f"docker API version {api} is below the minimum {minimum}")
-    compose = host_facts.compose_version(host)
+    compose = prefetch.result("compose", host_facts.compose_version, host)
     record_property("compose", compose or "missing")
     if compose is None:
         problems.append("neither `docker compose` nor `docker-compose` is available")

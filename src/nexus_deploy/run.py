@@ -12,12 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import testinfra
 
 from nexus_deploy import __version__
 from nexus_deploy.audit import AuditLog
 from nexus_deploy.deployment import Deployment
+from nexus_deploy.facts import host as host_facts
 from nexus_deploy.gate import runtime_problems
 from nexus_deploy.prechecks import WARNINGS_KEY, Outcome, Status, Tally, precheck_name
+from nexus_deploy.prefetch import Prefetch
 from nexus_deploy.profile import TargetProfile
 from nexus_deploy.request import ActivationRequest
 
@@ -123,6 +126,8 @@ class DeploymentRun:
         self._gate_audited = False
         self._started = time.monotonic()
         self._audit: AuditLog | None = None
+        self.host = testinfra.get_host(profile.host)
+        self.prefetch = Prefetch()
 
     @property
     def audit(self) -> AuditLog:
@@ -134,6 +139,7 @@ class DeploymentRun:
         return "precheck" if self.request is None else "deployment"
 
     def start(self) -> None:
+        self.prefetch.start("compose", host_facts.compose_version, self.host)
         self.files.run_dir.mkdir(parents=True, exist_ok=True)
         self._audit, note = open_audit(
             self.profile.audit.dir, self.files.run_dir, f"{self.kind}-{self.run_id}.log"
@@ -206,6 +212,7 @@ class DeploymentRun:
         return self.gate_problems
 
     def finish(self, exitstatus: int) -> None:
+        self.prefetch.close()
         self.end_prechecks()
         if self.request is not None and not self.activation_started:
             reason = "; ".join(self.gate_problems) or "activation not selected"
