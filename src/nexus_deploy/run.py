@@ -10,6 +10,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import testinfra
@@ -126,7 +127,6 @@ class DeploymentRun:
         self._gate_audited = False
         self._started = time.monotonic()
         self._audit: AuditLog | None = None
-        self.host = testinfra.get_host(profile.host)
         self.prefetch = Prefetch()
 
     @property
@@ -135,11 +135,17 @@ class DeploymentRun:
         return self._audit
 
     @property
+    def host(self) -> Any:
+        """The target host; made on first use, so a backend that cannot start fails the checks
+        that use it (each naming the cause) rather than the whole run."""
+        return testinfra.get_host(self.profile.host)  # testinfra caches hosts by spec
+
+    @property
     def kind(self) -> str:
         return "precheck" if self.request is None else "deployment"
 
     def start(self) -> None:
-        self.prefetch.start("compose", host_facts.compose_version, self.host)
+        self.prefetch.start("compose", lambda: host_facts.compose_version(self.host))
         self.files.run_dir.mkdir(parents=True, exist_ok=True)
         self._audit, note = open_audit(
             self.profile.audit.dir, self.files.run_dir, f"{self.kind}-{self.run_id}.log"
