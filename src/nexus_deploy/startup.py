@@ -1,0 +1,75 @@
+"""Everything a run needs decided before its first test: profile, request, paths.
+
+Each refusal here is a usage error (exit 4) with a DEPLOYMENT_REFUSED audit line, before
+anything is checked or changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nexus_deploy.phase_config import ConfigError, load_phase_configs, step_count
+from nexus_deploy.profile import ProfileError, load_profile, resolve_target_path
+from nexus_deploy.request import ActivationRequest, RequestError, parse_request
+from nexus_deploy.run import DeploymentRun, RunFiles, new_run_id, open_audit
+
+
+def build_run(config: pytest.Config) -> DeploymentRun:
+    """The run this pytest session is, or a pytest.UsageError saying why it cannot be one."""
+    if config.inipath is None:
+        # pytest picks its rootdir before it knows our options, so in `--target /x/t.yaml` it
+        # takes /x/t.yaml for a test path and leaves the repository (and pyproject.toml) behind.
+        raise pytest.UsageError(
+            f"nexus-deploy: no pytest configuration found (rootdir {config.rootpath}); "
+            "give files as --target=FILE and --reports-dir=DIR, with '='"
+        )
+    run_id = new_run_id()
+    reports_dir = config.option.nexus_reports_dir or config.rootpath / "reports"
+    files = RunFiles.under(Path(reports_dir).resolve(), run_id)
+    profile_path = resolve_target_path(config.option.nexus_target, config.rootpath)
+    try:
+        profile = load_profile(profile_path)
+    except ProfileError as exc:
+        refuse(files, run_id, files.run_dir, str(exc))
+        raise pytest.UsageError(f"target profile refused: {exc}") from None
+    config_dir = config.rootpath / profile.config.dir
+    if getattr(config.option, "numprocesses", None) or getattr(config.option, "dist", "no") != "no":
+        reason = "nexus-deploy runs in one process: prechecks, gate and activation share it"
+        refuse(files, run_id, profile.audit.dir, reason)
+        raise pytest.UsageError(f"{reason} (drop -n/--dist)")
+    try:
+        request = request_from_options(config.option, config_dir)
+    except RequestError as exc:
+        refuse(files, run_id, profile.audit.dir, str(exc))
+        raise pytest.UsageError(f"activation refused: {exc}") from None
+    return DeploymentRun(run_id, profile, profile_path, files, request, config_dir)
+
+
+def request_from_options(option: Any, config_dir: Path) -> ActivationRequest | None:
+    """The activation asked for on the command line, validated before anything runs."""
+    max_step = 4  # if the configs are broken, the CONFIG precheck says so and keeps the gate shut
+    if option.nexus_activate is not None:
+        with contextlib.suppress(ConfigError):
+            max_step = step_count(load_phase_configs(config_dir))
+    return parse_request(
+        option.nexus_activate,
+        option.nexus_step,
+        option.nexus_mode,
+        option.nexus_plan,
+        option.nexus_force_soak,
+        option.nexus_lock_timeout,
+        max_step,
+    )
+
+
+def refuse(files: RunFiles, run_id: str, audit_dir: Path, reason: str) -> None:
+    """Audit a run refused before any check (in the run folder if the audit dir is unusable)."""
+    audit, _ = open_audit(audit_dir, files.run_dir, f"precheck-{run_id}.log")
+    audit.write("DEPLOYMENT_START", run_id=run_id)
+    audit.write("DEPLOYMENT_REFUSED", reason=reason)
+    audit.write("DEPLOYMENT_COMPLETE", duration=0, status="refused")
+    audit.close()
