@@ -832,3 +832,49 @@ def test_failed_precheck_writes_nothing(run_suite, target_file, clean_flags):
     assert run.names.index("GATE_CLOSED") < run.names.index("LOCK_RELEASED")
     assert not run.script.exists() and rollback_scripts(run.run.audit_dir) == []
     assert run.event("DEPLOYMENT_COMPLETE")["status"] == "failed"
+
+
+def test_hostile_flag_text_is_restored_as_data_and_never_runs(
+    run_suite, target_file, clean_flags, tmp_path
+):
+    db = clean_flags
+    canary = tmp_path / "pwned"
+    # Text another writer left in the rows this run will change: quotes, backslashes, a psql
+    # meta-command, the old here-document terminator and shell code on lines of their own.
+    hostile = (
+        f"x'); DROP TABLE nexus_feature_flags; --\n\\! touch {canary}\n"
+        f"NEXUS_ROLLBACK_SQL\n) ; touch {canary} ; ("
+    )
+    set_rows(
+        db,
+        {"marketplace.step": 1, "marketplace.cohorts": [hostile]},
+        "2026-01-02 03:04:05+00",
+        hostile,
+    )
+    before = flag_rows(db)
+
+    run = activate(run_suite, target_file(), "phase3", "--step", "2")
+    assert run.rc == 0, run.output
+    restored = run_rollback(run.script)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert flag_rows(db) == before
+    assert not canary.exists()
+
+
+def test_lowering_the_marketplace_under_a_global_launch_is_refused(
+    run_suite, target_file, clean_flags
+):
+    db = clean_flags
+    set_rows(
+        db,
+        {"marketplace.enabled": True, "marketplace.step": 4, "launch.mode": "global"},
+        "2026-01-02 03:04:05+00",
+        "ops-console alice",
+    )
+    before = flag_rows(db)
+    run = activate(run_suite, target_file(), "phase3", "--step", "3")
+    assert run.rc == 1, run.output
+    reason = unquote(run.event("GUARD")["reason"])
+    assert "the global launch needs it" in reason and "return to founder mode first" in reason
+    assert flag_rows(db) == before
+    assert not run.script.exists()

@@ -80,3 +80,28 @@ def test_lines_reach_disk_as_written(tmp_path):
     # Read through another handle before close: the line is already on disk.
     assert "DEPLOYMENT_START" in (tmp_path / "a.log").read_text()
     audit.close()
+
+
+def test_a_log_passed_off_under_another_name_breaks_at_its_first_line(log_file, tmp_path):
+    renamed = tmp_path / "deployment-y.log"
+    renamed.write_text(log_file.read_text(encoding="utf-8"), encoding="utf-8")
+    result = verify(renamed)
+    assert not result.intact
+    assert result.problems[0].startswith(f"{renamed}:1: chain broken at DEPLOYMENT_START")
+
+
+def test_control_characters_cannot_split_an_event(tmp_path):
+    audit = AuditLog(tmp_path / "a.log")
+    audit.write("PRECHECK_X", status="FAIL", reason="line one\nline two\rthree\u2028four")
+    audit.close()
+    assert len((tmp_path / "a.log").read_bytes().split(b"\n")) == 2  # one line and the end
+    assert verify(tmp_path / "a.log").intact
+
+
+def test_nexusctl_audit_verify_fails_an_incomplete_log(log_file, capsys):
+    from nexus_deploy.cli import main
+
+    assert main(["audit", "verify", str(log_file)]) == 0
+    log_file.write_text("\n".join(lines(log_file)[:-1]) + "\n", encoding="utf-8")
+    assert main(["audit", "verify", str(log_file)]) == 1
+    assert "INCOMPLETE" in capsys.readouterr().out

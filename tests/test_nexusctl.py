@@ -141,7 +141,9 @@ def test_enable_with_confirm_commits_and_status_history_audit_show_it(ctl, clean
     lines = log.read_text(encoding="utf-8").splitlines(keepends=True)
     (number,) = [n for n, text in enumerate(lines, 1) if "FLAG_SET key=marketplace.step" in text]
     lines[number - 1] = lines[number - 1].replace("new=1 ", "new=4 ")
-    edited = tmp_path / "edited.log"
+    # Same file name: a log's chain starts from its name, so a renamed copy breaks at line 1.
+    edited = tmp_path / "copy" / log.name
+    edited.parent.mkdir()
     edited.write_text("".join(lines), encoding="utf-8")
     broken = ctl("audit", "verify", str(log), str(edited))
     assert broken.returncode == 1, broken.stdout

@@ -72,3 +72,21 @@ def test_an_unknown_host_backend_is_refused(tmp_path):
     path.write_text(yaml.safe_dump(profile))
     with pytest.raises(ProfileError, match=r"host: .*'nosuchbackend://x' is not a testinfra host"):
         load_profile(path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        (("audit", "dir"), "relative/audit", "audit.dir"),
+        (("database", "password_env"), "X; rm -rf /", "database.password_env"),
+        (("docker", "min_api_version"), "one.forty", "docker.min_api_version"),
+        (("gateway", "health_path"), "health", "gateway.health_path"),
+    ],
+)
+def test_fields_that_reach_a_shell_or_a_path_are_checked(tmp_path, field, value, named):
+    profile = yaml.safe_load((REPO / "pfs/targets/sandbox.yaml").read_text())
+    profile[field[0]][field[1]] = value
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    with pytest.raises(ProfileError, match=named):
+        load_profile(path)

@@ -1,9 +1,12 @@
 """The hash-chained audit log.
 
 Each line reads ``[AUDIT] 2026-01-15 10:30:45 EVENT key=value key="two words" sha=<16 hex>``.
-``sha`` is the start of sha256(previous sha + line body), so a line that is edited, removed,
-reordered or appended by hand breaks the chain from that line on. Lines are flushed and fsynced
-as they are written: after a crash the log tells how far the run got.
+``sha`` is the start of sha256(previous sha + line body); the first line chains from a value
+derived from the file's name, so a line that is edited, removed, reordered or appended by hand,
+or a whole log passed off under another run's name, breaks the chain. A log that does not end
+with a closing event was cut short (or is still being written). The chain has no secret: it
+proves the log is as the deployer wrote it, not who could have written it. Lines are flushed
+and fsynced as they are written: after a crash the log tells how far the run got.
 """
 
 from __future__ import annotations
@@ -12,12 +15,12 @@ import datetime as dt
 import hashlib
 import os
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-GENESIS = hashlib.sha256(b"nexus-deploy audit v1").hexdigest()[:16]
 # A key whose name has one of these words as a part (db_password, api.token) is never written.
 _SECRET_KEY = re.compile(
     r"(^|[_.\-])(password|passwd|pwd|secret|token|credentials?|api_?key)($|[_.\-])", re.IGNORECASE
@@ -31,6 +34,11 @@ Value = str | int | float | bool | None
 CLOSING_EVENTS = frozenset(
     {"DEPLOYMENT_COMPLETE", "ROLLBACK_COMPLETE", "ROLLBACK_REFUSED", "ROLLBACK_FAILED"}
 )
+
+
+def genesis(file_name: str) -> str:
+    """Where the chain of the log called ``file_name`` starts."""
+    return hashlib.sha256(f"nexus-deploy audit v1 {file_name}".encode()).hexdigest()[:16]
 
 
 def chain(previous: str, body: str) -> str:
@@ -50,10 +58,24 @@ def format_value(key: str, value: Value) -> str:
         text = f"{value:.3f}".rstrip("0").rstrip(".")
     else:
         text = str(value)
-    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    text = escape_controls(text.replace("\\", "\\\\"))
     if text == "" or _NEEDS_QUOTES.search(text):
         return '"' + text.replace('"', '\\"') + '"'
     return text
+
+
+def escape_controls(text: str) -> str:
+    """Newlines, carriage returns and other control or separator characters, as escapes:
+    one event must stay one line, however a reader splits lines."""
+    return "".join(_escaped(ch) if _is_control(ch) else ch for ch in text)
+
+
+def _is_control(ch: str) -> bool:
+    return ch != " " and unicodedata.category(ch)[0] in "CZ"
+
+
+def _escaped(ch: str) -> str:
+    return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
 
 
 def format_body(event: str, fields: dict[str, Value], now: dt.datetime) -> str:
@@ -69,9 +91,8 @@ class AuditLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.events: list[str] = []
         # Appending to an existing log (a rollback run twice) continues its chain.
-        self._last = last_sha(path) or GENESIS
+        self._last = last_sha(path) or genesis(path.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         self._file: IO[str] = os.fdopen(fd, "a", encoding="utf-8")
@@ -83,7 +104,6 @@ class AuditLog:
         self._file.write(line + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
-        self.events.append(event)
         return line
 
     def close(self) -> None:
@@ -94,7 +114,8 @@ class AuditLog:
 def last_sha(path: Path) -> str | None:
     """The sha of the last line of an existing log, or None for a new or empty one."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8").split("\n")
+        lines = [line for line in lines if line]
     except FileNotFoundError:
         return None
     match = _LINE.match(lines[-1]) if lines else None
@@ -123,7 +144,7 @@ class Verification:
 def verify(path: Path) -> Verification:
     """Check every line's sha against the chain; report the first line where it breaks."""
     result = Verification(path)
-    previous = GENESIS
+    previous = genesis(path.name)
     for number, line in enumerate(_read_lines(path), start=1):
         result.lines = number
         match = _LINE.match(line)
@@ -144,6 +165,6 @@ def verify(path: Path) -> Verification:
 
 
 def _read_lines(path: Path) -> Iterable[str]:
-    with path.open(encoding="utf-8") as lines:
+    with path.open(encoding="utf-8", newline="\n") as lines:  # split on \n only
         for line in lines:
             yield line.rstrip("\n")

@@ -93,16 +93,30 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     audit_dir = profile_of(args).audit.dir
-    scripts = sorted(audit_dir.glob("rollback-*.sh"))
     if args.run_id:
-        scripts = [s for s in scripts if s.name == f"rollback-{args.run_id}.sh"]
-    if not scripts:
-        wanted = f"rollback-{args.run_id}.sh" if args.run_id else "any rollback-*.sh"
+        scripts = [audit_dir / f"rollback-{args.run_id}.sh"]
+        wanted = scripts[0].name
+    else:
+        # The newest run whose changes are live: an auto-rolled-back or uncommitted run's
+        # script would only report "already restored" and leave the live change in place.
+        scripts = [
+            s for s in sorted(audit_dir.glob("rollback-*.sh")) if script_status(s) == "committed"
+        ]
+        wanted = "rollback script of a committed run"
+    if not scripts or not scripts[-1].is_file():
         print(f"nexusctl: no {wanted} in {audit_dir}", file=sys.stderr)
         return 2
-    command = ["bash", str(scripts[-1]), *(["--force"] if args.force else [])]
-    print(f"nexusctl: running {scripts[-1]}")
-    return subprocess.call(command)
+    script = scripts[-1]
+    print(f"nexusctl: running {script} (deployment status {script_status(script)})")
+    return subprocess.call(["bash", str(script), *(["--force"] if args.force else [])])
+
+
+def script_status(script: Path) -> str:
+    """The STATUS line the deployer wrote into a rollback script."""
+    for line in script.read_text(encoding="utf-8").splitlines():
+        if line.startswith("STATUS="):
+            return line.split("=", 1)[1].split()[0]
+    return "unknown"
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
@@ -114,12 +128,15 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             broken += 1
             continue
         result = audit.verify(path)
-        if result.intact:
-            state = "complete" if result.complete else f"incomplete (last {result.last_event})"
-            print(f"OK       {path}: {result.lines} lines, {state}")
-        else:
+        if not result.intact:
             broken += 1
             print(f"BROKEN   {result.problems[0]}")
+        elif not result.complete:
+            # Cut short, or a run still going: either way not a finished record.
+            broken += 1
+            print(f"INCOMPLETE {path}: {result.lines} lines, last event {result.last_event}")
+        else:
+            print(f"OK       {path}: {result.lines} lines, complete")
     return 1 if broken else 0
 
 
@@ -128,12 +145,14 @@ def cmd_history(args: argparse.Namespace) -> int:
     logs = sorted(audit_dir.glob("*.log"), key=lambda p: p.name.split("-", 1)[-1])
     if not logs:
         print(f"no runs recorded in {audit_dir}")
+    broken = 0
     for path in logs:
         result = audit.verify(path)
         kind, _, run_id = path.stem.partition("-")
         chain = "intact" if result.intact else "BROKEN"
+        broken += not result.intact
         print(f"{run_id:<24} {kind:<11} last={result.last_event or '-':<22} chain={chain}")
-    return 0
+    return 1 if broken else 0
 
 
 def build_parser() -> argparse.ArgumentParser:

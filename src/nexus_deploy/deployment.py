@@ -22,7 +22,6 @@ from nexus_deploy.flags import (
     decoded,
     read_rows,
     restore_statements,
-    to_json,
     write_values,
 )
 from nexus_deploy.lock import DeploymentLock, LockDenied
@@ -30,7 +29,7 @@ from nexus_deploy.phase_config import PhaseConfigs, load_phase_configs
 from nexus_deploy.plan import Change, desired_flags, diff
 from nexus_deploy.profile import TargetProfile
 from nexus_deploy.request import ActivationRequest
-from nexus_deploy.verify import wait_until_visible
+from nexus_deploy.verify import Visibility, wait_until_visible
 
 
 class Refused(Exception):
@@ -72,6 +71,7 @@ class Deployment:
         self.outcome = Outcome()
         self._connection: psycopg.Connection[Any] | None = None
         self._lock: DeploymentLock | None = None
+        self._configs: PhaseConfigs | None = None
 
     @property
     def lock_file(self) -> Path:
@@ -114,16 +114,22 @@ class Deployment:
         return None
 
     def release_lock(self) -> None:
-        if self._lock is not None:
-            self._lock.release()
+        """Let go of both locks and the session; safe to call twice, or on a dead connection."""
+        try:
+            if self._lock is not None:
+                self._lock.release()
+                self.audit.write("LOCK_RELEASED", run_id=self.run_id)
+        finally:
             self._lock = None
-            self.audit.write("LOCK_RELEASED", run_id=self.run_id)
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+            if self._connection is not None:
+                self._connection.close()  # the server drops the session's advisory lock
+                self._connection = None
 
     def configs(self) -> PhaseConfigs:
-        return load_phase_configs(self.config_dir)
+        """The phase configs, read once: what is applied is what was planned and guarded."""
+        if self._configs is None:
+            self._configs = load_phase_configs(self.config_dir)
+        return self._configs
 
     def current_rows(self) -> dict[str, FlagRow]:
         return read_rows(self.connection, self.profile.database.flag_table)
@@ -139,26 +145,27 @@ class Deployment:
             unchanged=len(desired) - len(changes),
         )
         for change in changes:
-            old = to_json(change.old) if change.existed else "(absent)"
-            self.audit.write("PLAN_CHANGE", key=change.key, old=old, new=to_json(change.new))
+            self.audit.write(
+                "PLAN_CHANGE", key=change.key, old=change.old_text, new=change.new_text
+            )
         self.outcome.changes, self.outcome.planned = changes, True
         return changes
 
     def check_progression(self) -> None:
         """The progressive guard; a refusal is audited and stops the activation."""
-        result = guard.check(
-            self.request, self.current_rows(), self.configs(), dt.datetime.now(dt.UTC)
-        )
-        if result.soak_overridden:
-            self.audit.write(
-                "SOAK_OVERRIDDEN", operator=self.operator, detail=result.soak_overridden
-            )
-        if result.refusals:
-            self.outcome.refusal = "; ".join(result.refusals)
-            self.audit.write("GUARD", status="REFUSED", reason=self.outcome.refusal)
-            raise Refused(self.outcome.refusal)
+        refusals, overridden = self._guard(self.current_rows())
+        if overridden:
+            self.audit.write("SOAK_OVERRIDDEN", operator=self.operator, detail=overridden)
+        if refusals:
+            self.outcome.refusal = refusals
+            self.audit.write("GUARD", status="REFUSED", reason=refusals)
+            raise Refused(refusals)
         self.audit.write("GUARD", status="PASS", request=self.request.summary)
         self.outcome.cleared = True
+
+    def _guard(self, rows: dict[str, FlagRow]) -> tuple[str, str | None]:
+        result = guard.check(self.request, rows, self.configs(), dt.datetime.now(dt.UTC))
+        return "; ".join(result.refusals), result.soak_overridden
 
     def apply(self) -> None:
         """Write-ahead rollback, then every change in one transaction, re-planned under the lock."""
@@ -168,33 +175,41 @@ class Deployment:
             raise Refused("the deployment lock is not held")
         table = self.profile.database.flag_table
         with self.connection.transaction():
-            # Lock the rows (and read them) inside the transaction that changes them.
-            rows = read_rows(self.connection, table)
+            # Read again inside the transaction, locking the existing rows until commit (the
+            # advisory lock keeps deployers out; this keeps a platform write from slipping in).
+            rows = read_rows(self.connection, table, for_update=True)
+            refusals, _ = self._guard(rows)
+            if refusals:
+                raise Refused(f"the flags changed since the plan: {refusals}")
             changes = diff(decoded(rows), desired_flags(self.request, self.configs()))
             if not changes:
                 self.audit.write("ACTIVATION_SKIPPED", reason="nothing to change")
                 return
-            prior = {c.key: rows.get(c.key) for c in changes}
-            files = rollback.RollbackFiles.for_run(self.profile.audit.dir, self.run_id)
-            restore = rollback.Restore(
-                self.run_id,
-                self.profile.database,
-                self.lock_file,
-                prior,
-                {c.key: c.new for c in changes},
-                self.written_by,
-            )
-            sha = rollback.write_ahead(files, restore)
-            self.outcome.rollback = files
-            self.audit.write(
-                "ROLLBACK_WRITTEN", script=str(files.script), sha256=sha, keys=len(prior)
-            )
+            self._write_ahead(changes, rows)
             write_values(self.connection, table, {c.key: c.new for c in changes}, self.written_by)
             for change in changes:
-                old = to_json(change.old) if change.existed else "(absent)"
-                self.audit.write("FLAG_SET", key=change.key, old=old, new=to_json(change.new))
+                self.audit.write(
+                    "FLAG_SET", key=change.key, old=change.old_text, new=change.new_text
+                )
         self.outcome.changes, self.outcome.committed = changes, True
         self.audit.write("ACTIVATION_COMMITTED", changes=len(changes), request=self.request.summary)
+
+    def _write_ahead(self, changes: list[Change], rows: dict[str, FlagRow]) -> None:
+        """The rollback script and the prior rows, on disk before the first write."""
+        files = rollback.RollbackFiles.for_run(self.profile.audit.dir, self.run_id)
+        restore = rollback.Restore(
+            self.run_id,
+            self.profile.database,
+            self.lock_file,
+            {c.key: rows.get(c.key) for c in changes},
+            {c.key: c.new for c in changes},
+            self.written_by,
+        )
+        sha = rollback.write_ahead(files, restore)
+        self.outcome.rollback = files
+        self.audit.write(
+            "ROLLBACK_WRITTEN", script=str(files.script), sha256=sha, keys=len(changes)
+        )
 
     def verify(self) -> None:
         """The new values must show through every endpoint; otherwise roll back and fail."""
@@ -202,7 +217,10 @@ class Deployment:
             return
         expected = {c.key: c.new for c in self.outcome.changes}
         spec = self.profile.gateway
-        seen = wait_until_visible(spec, expected, spec.verify_timeout_s)
+        try:
+            seen = wait_until_visible(spec, expected, spec.verify_timeout_s)
+        except Exception as exc:
+            seen = Visibility(False, 0.0, f"verification failed: {type(exc).__name__}: {exc}")
         if seen.ok:
             self.audit.write("VERIFY", status="PASS", elapsed_s=round(seen.elapsed_s, 3))
             return
@@ -216,24 +234,44 @@ class Deployment:
         )
 
     def auto_rollback(self) -> None:
-        """Restore the prior rows on the locked session, the same SQL the script runs."""
-        assert self.outcome.rollback is not None
-        state = rollback.load_prior(self.outcome.rollback.state)
-        with self.connection.transaction():
-            for statement in restore_statements(self.profile.database.flag_table, state):
-                self.connection.execute(statement.encode())
+        """Restore the prior rows on the locked session, refusing (like the script) to
+        overwrite a flag someone else changed since the commit."""
+        files = self.outcome.rollback
+        assert files is not None
+        prior = rollback.load_prior(files.state)
+        expected = {c.key: c.new for c in self.outcome.changes}
+        table = self.profile.database.flag_table
+        try:
+            with self.connection.transaction():
+                rows = read_rows(self.connection, table, for_update=True)
+                drifted = rollback.drifted_keys(rows, prior, expected, self.written_by)
+                if drifted:
+                    raise Refused(f"flags changed by someone else since the commit: {drifted}")
+                for statement in restore_statements(table, prior):
+                    self.connection.execute(statement.encode())
+        except (Refused, psycopg.Error) as exc:
+            reason = " ".join(str(exc).split())[:300]
+            self.audit.write("AUTO_ROLLBACK_FAILED", reason=reason, script=str(files.script))
+            raise Refused(
+                f"verification failed and the automatic rollback did not happen ({reason}); "
+                f"check the flags, then run: bash {files.script}"
+            ) from None
         self.outcome.rolled_back = True
-        self.audit.write("AUTO_ROLLBACK", keys=len(state), script=str(self.outcome.rollback.script))
+        self.audit.write("AUTO_ROLLBACK", keys=len(prior), script=str(files.script))
 
     def finish(self) -> None:
         """Mark the rollback script with how the activation ended, then let go of the lock."""
         files = self.outcome.rollback
-        if files is not None:
-            status = (
-                "auto-rolled-back"
-                if self.outcome.rolled_back
-                else ("committed" if self.outcome.committed else "not-committed")
-            )
-            sha = rollback.set_status(files, status)
-            self.audit.write("ROLLBACK_FINAL", script=str(files.script), status=status, sha256=sha)
-        self.release_lock()
+        try:
+            if files is not None:
+                status = (
+                    "auto-rolled-back" if self.outcome.rolled_back
+                    else "committed" if self.outcome.committed
+                    else "not-committed"
+                )  # fmt: skip
+                sha = rollback.set_status(files, status)
+                self.audit.write(
+                    "ROLLBACK_FINAL", script=str(files.script), status=status, sha256=sha
+                )
+        finally:
+            self.release_lock()

@@ -31,11 +31,13 @@ class FlagRow:
         return value
 
 
-def read_rows(connection: psycopg.Connection[Any], table: str) -> dict[str, FlagRow]:
-    """Every flag row, keyed by flag name."""
+def read_rows(
+    connection: psycopg.Connection[Any], table: str, for_update: bool = False
+) -> dict[str, FlagRow]:
+    """Every flag row, keyed by flag name; ``for_update`` locks them until the transaction ends."""
     query = sql.SQL(
-        "SELECT key, value::text, updated_at::text, updated_by FROM {} ORDER BY key"
-    ).format(sql.Identifier(table))
+        "SELECT key, value::text, updated_at::text, updated_by FROM {} ORDER BY key{}"
+    ).format(sql.Identifier(table), sql.SQL(" FOR UPDATE" if for_update else ""))
     return {row[0]: FlagRow(*row) for row in connection.execute(query).fetchall()}
 
 
@@ -67,7 +69,7 @@ def restore_statements(table: str, prior: dict[str, FlagRow | None]) -> list[str
     Rendered as text, so the same statements serve the in-process auto-rollback and the
     standalone rollback script that psql runs.
     """
-    name = '"' + table.replace('"', '""') + '"'
+    name = quote_identifier(table)
     statements = []
     for key, row in sorted(prior.items()):
         if row is None:
@@ -81,6 +83,11 @@ def restore_statements(table: str, prior: dict[str, FlagRow | None]) -> list[str
                 "updated_by = EXCLUDED.updated_by;"
             )
     return statements
+
+
+def quote_identifier(name: str) -> str:
+    """A table name as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def literal(text: str) -> str:

@@ -7,7 +7,11 @@ import pytest
 from nexus_deploy.prechecks import PRECHECK_NAMES, Tally, precheck_name
 
 # Plugins whose absence changes how the prechecks run or are reported.
-REQUIRED_PLUGINS = {"pytest_order": "pytest-order (-p no:pytest_order)", "junitxml": "junitxml"}
+REQUIRED_PLUGINS = {
+    "pytest_order": "pytest-order (-p no:pytest_order)",
+    "junitxml": "the JUnit report (-p no:junitxml)",
+    "html": "the HTML report (-p no:html)",
+}
 
 
 def activation_stage(item: pytest.Item) -> str | None:
@@ -44,10 +48,9 @@ def selection_problems(items: list[pytest.Item], config: pytest.Config) -> list[
 
 def runtime_problems(tally: Tally) -> list[str]:
     """Why the prechecks that ran do not open the gate."""
-    failed = [o.name for o in tally.outcomes.values() if o.status.value == "FAIL"]
     problems = []
-    if failed:
-        problems.append(f"prechecks failed: {', '.join(failed)}")
+    if tally.failed:
+        problems.append(f"prechecks failed: {', '.join(tally.failed)}")
     if tally.not_run:
         problems.append(f"prechecks did not run: {', '.join(tally.not_run)}")
     return problems

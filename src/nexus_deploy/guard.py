@@ -6,7 +6,13 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from nexus_deploy.flags import FlagRow
-from nexus_deploy.phase_config import PhaseConfigs, launch_prerequisites, soak_days
+from nexus_deploy.phase_config import (
+    JsonValue,
+    PhaseConfigs,
+    launch_prerequisites,
+    marketplace_flags,
+    soak_days,
+)
 from nexus_deploy.request import ActivationRequest
 
 STEP_KEY = "marketplace.step"
@@ -37,8 +43,11 @@ def check(
     assert request.step is not None
     result = GuardResult()
     active, wanted = current_step(rows), request.step
-    if wanted <= active or wanted == 1:
-        return result  # going down, staying, or opening step 1: nothing to soak
+    if wanted < active:
+        result.refusals += _launch_needs(rows, marketplace_flags(configs, wanted), configs)
+        return result  # going down needs no soak, only a launch that does not depend on it
+    if wanted == active or wanted == 1:
+        return result  # staying, or opening step 1: nothing to soak
     if active != wanted - 1:
         result.refusals.append(
             f"step {wanted} needs step {wanted - 1} active; the marketplace is at step {active}"
@@ -63,6 +72,21 @@ def _soak(
         result.soak_overridden = message
     else:
         result.refusals.append(message + " (--force-soak overrides)")
+
+
+def _launch_needs(
+    rows: dict[str, FlagRow], new_flags: dict[str, JsonValue], configs: PhaseConfigs
+) -> list[str]:
+    """While the platform is launched globally, what lowering the marketplace would break."""
+    current = {key: row.decoded for key, row in rows.items()}
+    if current.get("launch.mode") != "global":
+        return []
+    after = {**current, **new_flags}
+    return [
+        f"the global launch needs it: {unmet}; return to founder mode first "
+        "(--activate phase4 --mode founder)"
+        for unmet in filter(None, (p.unmet(after) for p in launch_prerequisites(configs)))
+    ]
 
 
 def _launch(

@@ -85,7 +85,11 @@ class DeploymentLock:
     def release(self) -> None:
         if self._file is None:
             return
-        self.connection.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_KEY,))
-        self._file.truncate(0)
-        self._file.close()
-        self._file = None
+        try:
+            # A session that died has lost its advisory lock already: nothing to undo there.
+            with contextlib.suppress(psycopg.Error):
+                self.connection.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_KEY,))
+        finally:
+            self._file.truncate(0)
+            self._file.close()
+            self._file = None

@@ -18,9 +18,16 @@ class Change:
     new: JsonValue
     existed: bool
 
+    @property
+    def old_text(self) -> str:
+        return to_json(self.old) if self.existed else ABSENT
+
+    @property
+    def new_text(self) -> str:
+        return to_json(self.new)
+
     def describe(self) -> str:
-        old = to_json(self.old) if self.existed else ABSENT
-        return f"{self.key}: {old} -> {to_json(self.new)}"
+        return f"{self.key}: {self.old_text} -> {self.new_text}"
 
 
 def desired_flags(request: ActivationRequest, configs: PhaseConfigs) -> dict[str, JsonValue]:

@@ -27,12 +27,15 @@ def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
         return  # xdist workers run tests; only the controller writes the run's files
     run = build_run(config)
-    config.option.xmlpath = config.option.xmlpath or str(run.files.junit)
-    config.option.htmlpath = config.option.htmlpath or str(run.files.html)
-    config.option.self_contained_html = True
+    # With -p no:junitxml or -p no:html the option is missing: the gate then says which.
+    if hasattr(config.option, "xmlpath"):
+        config.option.xmlpath = config.option.xmlpath or str(run.files.junit)
     config.stash[RUN_KEY] = run
     config.pluginmanager.register(RunHooks(run), PLUGIN_NAME)
-    config.pluginmanager.register(report_html.HtmlHooks(run), f"{PLUGIN_NAME}-html")
+    if config.pluginmanager.has_plugin("html"):
+        config.option.htmlpath = config.option.htmlpath or str(run.files.html)
+        config.option.self_contained_html = True
+        config.pluginmanager.register(report_html.HtmlHooks(run), f"{PLUGIN_NAME}-html")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

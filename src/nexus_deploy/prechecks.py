@@ -71,6 +71,5 @@ class Tally:
         return [name for name in PRECHECK_NAMES if name not in self.outcomes]
 
     @property
-    def all_green(self) -> bool:
-        """All twelve ran and none failed; a WARNING is not a failure."""
-        return not self.not_run and self.count(Status.FAIL) == 0
+    def failed(self) -> list[str]:
+        return [o.name for o in self.outcomes.values() if o.status is Status.FAIL]

@@ -12,14 +12,32 @@ from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from testinfra.backend import BACKENDS
 
 TARGETS_DIR = Path("pfs") / "targets"
 TARGET_ENV_VAR = "NEXUS_TARGET"
 DEFAULT_TARGET = "sandbox"
 
+
+def _absolute(path: Path) -> Path:
+    if not path.is_absolute():
+        raise ValueError(f"{str(path)!r} must be an absolute path")
+    return path
+
+
 PositiveFloat = Annotated[float, Field(gt=0)]
+# Paths the deployer writes to, locks or hands to a rollback script must not depend on the
+# directory it happens to be started from.
+AbsolutePath = Annotated[Path, AfterValidator(_absolute)]
+EnvVarName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 Seconds = Annotated[float, Field(gt=0, le=120)]
 
 
@@ -39,11 +57,11 @@ class SystemSpec(_Model):
 class DockerSpec(_Model):
     url: str = "unix:///var/run/docker.sock"
     ping_timeout_s: Seconds = 3
-    min_api_version: str = "1.41"
+    min_api_version: str = Field(default="1.41", pattern=r"^\d+(\.\d+)*$")
 
 
 class DiskSpec(_Model):
-    paths: tuple[Path, ...] = Field(min_length=1)
+    paths: tuple[AbsolutePath, ...] = Field(min_length=1)
     min_free_gb: PositiveFloat = 5
 
 
@@ -52,7 +70,7 @@ class MemorySpec(_Model):
 
 
 class RepositorySpec(_Model):
-    path: Path
+    path: AbsolutePath
     branch: str
 
 
@@ -75,8 +93,8 @@ class Endpoint(_Model):
 
 class GatewaySpec(_Model):
     endpoints: tuple[Endpoint, ...] = Field(min_length=1)
-    health_path: str = "/health"
-    flags_path: str = "/api/v1/flags"
+    health_path: str = Field(default="/health", pattern=r"^/")
+    flags_path: str = Field(default="/api/v1/flags", pattern=r"^/")
     timeout_s: Seconds = 3
     # How long after commit the new flags may take to show before the activation rolls back.
     verify_timeout_s: Seconds = 10
@@ -90,8 +108,8 @@ class DatabaseSpec(_Model):
     port: int = Field(default=5432, ge=1, le=65535)
     dbname: str
     user: str
-    password_env: str = "NEXUS_DB_PASSWORD"
-    passfile: Path | None = None
+    password_env: EnvVarName = "NEXUS_DB_PASSWORD"
+    passfile: AbsolutePath | None = None
     connect_timeout_s: int = Field(default=3, ge=1, le=60)
     flag_table: str = "nexus_feature_flags"
 
@@ -102,8 +120,8 @@ class PreviousPhasesSpec(_Model):
 
 
 class SecuritySpec(_Model):
-    certificate: Path
-    key: Path
+    certificate: AbsolutePath
+    key: AbsolutePath
     hostname: str
     min_days_valid: int = Field(default=30, ge=0)
     nginx_config: Path = Path("/etc/nginx/nginx.conf")
@@ -119,12 +137,12 @@ class SecuritySpec(_Model):
 
 
 class BackupSpec(_Model):
-    dir: Path
+    dir: AbsolutePath
     min_free_gb: PositiveFloat = 1
 
 
 class AuditSpec(_Model):
-    dir: Path
+    dir: AbsolutePath
 
 
 class TargetProfile(_Model):

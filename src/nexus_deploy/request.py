@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 PHASES = ("phase3", "phase4")
 MODES = ("global", "founder")
+Mode = Literal["global", "founder"]
 
 
 class RequestError(Exception):
@@ -19,7 +20,7 @@ class ActivationRequest:
 
     phase: Literal["phase3", "phase4"]
     step: int | None = None
-    mode: Literal["global", "founder"] | None = None
+    mode: Mode | None = None
     plan_only: bool = False
     force_soak: bool = False
     lock_timeout_s: float = 0.0
@@ -58,15 +59,13 @@ def parse_request(
     if step is not None:
         raise RequestError("--step is for --activate phase3; phase4 takes --mode global|founder")
     chosen = mode or "global"
-    if chosen == "global":
-        return ActivationRequest("phase4", None, "global", plan_only, force_soak, timeout)
-    if chosen == "founder":
-        return ActivationRequest("phase4", None, "founder", plan_only, force_soak, timeout)
-    raise RequestError(f"unknown mode {chosen!r}: choose one of {', '.join(MODES)}")
+    if chosen not in MODES:
+        raise RequestError(f"unknown mode {chosen!r}: choose one of {', '.join(MODES)}")
+    return ActivationRequest("phase4", None, cast(Mode, chosen), plan_only, force_soak, timeout)
 
 
 def _step(text: str, max_step: int) -> int:
-    if not text.isdigit() or int(text) > max_step:
+    if not (text.isascii() and text.isdecimal()) or int(text) > max_step:
         raise RequestError(f"step {text!r} is out of range: choose 0..{max_step} (0 turns it off)")
     return int(text)
 

@@ -17,8 +17,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from nexus_deploy.audit import GENESIS
-from nexus_deploy.flags import FlagRow, literal, restore_statements, to_json
+from nexus_deploy.audit import genesis
+from nexus_deploy.flags import FlagRow, literal, quote_identifier, restore_statements, to_json
 from nexus_deploy.lock import ADVISORY_KEY
 from nexus_deploy.phase_config import JsonValue
 from nexus_deploy.profile import DatabaseSpec
@@ -29,16 +29,14 @@ STATUS_LINE = re.compile(r"^STATUS=\S+", re.MULTILINE)
 @dataclass(frozen=True)
 class RollbackFiles:
     script: Path
+    sql: Path
     state: Path
     log: Path
 
     @classmethod
     def for_run(cls, audit_dir: Path, run_id: str) -> RollbackFiles:
-        return cls(
-            audit_dir / f"rollback-{run_id}.sh",
-            audit_dir / f"rollback-{run_id}.json",
-            audit_dir / f"rollback-{run_id}.log",
-        )
+        stem = audit_dir / f"rollback-{run_id}"
+        return cls(*(stem.with_suffix(s) for s in (".sh", ".sql", ".json", ".log")))
 
 
 def write_durably(path: Path, text: str, mode: int) -> str:
@@ -85,7 +83,8 @@ def write_ahead(files: RollbackFiles, restore: Restore) -> str:
         },
     }
     write_durably(files.state, json.dumps(state, indent=2) + "\n", 0o640)
-    return write_durably(files.script, render_script(files, restore), 0o750)
+    sql_sha = write_durably(files.sql, render_sql(restore), 0o640)
+    return write_durably(files.script, render_script(files, restore, sql_sha), 0o750)
 
 
 def set_status(files: RollbackFiles, status: str) -> str:
@@ -94,9 +93,13 @@ def set_status(files: RollbackFiles, status: str) -> str:
     return write_durably(files.script, text, 0o750)
 
 
-def render_script(files: RollbackFiles, restore: Restore) -> str:
+def render_sql(restore: Restore) -> str:
+    """The psql script: lock, drift check, restore, all in one transaction.
+
+    Kept in its own file and run with ``psql -f``: the values it carries come from the
+    database, and nothing in them can reach the shell.
+    """
     database, prior = restore.database, restore.prior
-    table = '"' + database.flag_table.replace('"', '""') + '"'
     rows = ",\n    ".join(
         "({key}, {pv}, {pa}, {pb}, {exp}::jsonb)".format(
             key=literal(key),
@@ -107,7 +110,18 @@ def render_script(files: RollbackFiles, restore: Restore) -> str:
         )
         for key, row in sorted(prior.items())
     )
-    statements = "\n".join(restore_statements(database.flag_table, prior))
+    return _SQL.format(
+        run_id=restore.run_id,
+        lock_key=ADVISORY_KEY,
+        table=quote_identifier(database.flag_table),
+        rows=rows,
+        written_by=literal(restore.written_by),
+        restore="\n".join(restore_statements(database.flag_table, prior)),
+    )
+
+
+def render_script(files: RollbackFiles, restore: Restore, sql_sha256: str) -> str:
+    database, prior = restore.database, restore.prior
     passfile = shlex.quote(str(database.passfile)) if database.passfile else "''"
     return _TEMPLATE.format(
         run_id=restore.run_id,
@@ -121,13 +135,10 @@ def render_script(files: RollbackFiles, restore: Restore) -> str:
         passfile=passfile,
         password_env=database.password_env,
         log=shlex.quote(str(files.log)),
+        sql=shlex.quote(str(files.sql)),
+        sql_sha256=sql_sha256,
         lock_file=shlex.quote(str(restore.lock_file)),
-        genesis=GENESIS,
-        lock_key=ADVISORY_KEY,
-        table=table,
-        rows=rows,
-        written_by=literal(restore.written_by),
-        restore=statements,
+        genesis=genesis(files.log.name),
     )
 
 
@@ -145,6 +156,7 @@ set -euo pipefail
 STATUS=pending  # set by the deployer: pending, committed, not-committed, auto-rolled-back
 RUN_ID={run_id}
 AUDIT_LOG={log}
+SQL_FILE={sql}
 LOCK_FILE={lock_file}
 export PGHOST={host} PGPORT={port} PGDATABASE={dbname} PGUSER={user} PGCONNECT_TIMEOUT={timeout}
 export PGAPPNAME="nexus-rollback run=$RUN_ID"
@@ -183,7 +195,72 @@ if ! flock -n 9; then
 fi
 audit ROLLBACK_START run_id="$RUN_ID" force="$force" keys={count} deployment_status="$STATUS"
 
-if ! output=$(psql -X -q -A -t -v ON_ERROR_STOP=1 -v force="$force" 2>&1 <<'NEXUS_ROLLBACK_SQL'
+if ! sha256sum --status --check <<< "{sql_sha256}  $SQL_FILE"; then
+  audit ROLLBACK_REFUSED run_id="$RUN_ID" reason="\"$SQL_FILE is not the file the deployer wrote\""
+  echo "rollback refused: $SQL_FILE was changed since run $RUN_ID wrote it" >&2
+  exit 1
+fi
+if ! output=$(psql -X -q -A -t -v ON_ERROR_STOP=1 -v force="$force" -f "$SQL_FILE" 2>&1); then
+  audit ROLLBACK_FAILED run_id="$RUN_ID" reason="\"psql failed\""
+  printf 'rollback failed: %s\n' "$output" >&2
+  exit 1
+fi
+
+result=$(printf '%s\n' "$output" | sed -n 's/^NEXUS_RESULT=//p')
+duration_ms=$(( $(now_ms) - started ))
+case "$result" in
+  restored|already-restored)
+    audit ROLLBACK_COMPLETE run_id="$RUN_ID" result="$result" duration_ms="$duration_ms"
+    echo "rollback of run $RUN_ID: $result ({count} flags) in $duration_ms ms" ;;
+  locked)
+    audit ROLLBACK_REFUSED run_id="$RUN_ID" reason="\"a deployment holds the database lock\""
+    echo "rollback refused: a deployment holds the nexus-deploy database lock" >&2
+    exit 3 ;;
+  drift\ *)
+    keys=${{result#drift }}
+    audit ROLLBACK_REFUSED run_id="$RUN_ID" reason="\"changed since the run\"" keys="$keys"
+    echo "rollback refused: flags changed by someone else since run $RUN_ID: $keys" >&2
+    echo "rerun with --force to restore them anyway" >&2
+    exit 4 ;;
+  *)
+    audit ROLLBACK_FAILED run_id="$RUN_ID" reason="\"unexpected psql output\""
+    printf 'rollback failed: unexpected psql output: %s\n' "$output" >&2
+    exit 1 ;;
+esac
+"""
+
+
+def drifted_keys(
+    rows: dict[str, FlagRow],
+    prior: dict[str, FlagRow | None],
+    expected: dict[str, JsonValue],
+    written_by: str,
+) -> str:
+    """Keys neither as before the run nor as the run wrote them (the script's SQL, in Python)."""
+    drifted = []
+    for key, before in sorted(prior.items()):
+        now = rows.get(key)
+        ours = (
+            now is not None
+            and now.updated_by == written_by
+            and (to_json(now.decoded) == to_json(expected[key]))
+        )
+        if now != before and not ours:
+            drifted.append(key)
+    return ",".join(drifted)
+
+
+def load_prior(state_file: Path) -> dict[str, FlagRow | None]:
+    """The prior rows a state file holds, as ``write_ahead`` saved them."""
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    return {
+        key: None if entry["prior"] is None else FlagRow(**entry["prior"])
+        for key, entry in state["keys"].items()
+    }
+
+
+_SQL = r"""-- Rollback of nexus-deploy run {run_id}, run by rollback-{run_id}.sh through psql.
+SET standard_conforming_strings = on;
 BEGIN;
 SELECT pg_try_advisory_xact_lock({lock_key}) AS locked \gset
 \if :locked
@@ -221,41 +298,4 @@ FROM state \gset
 {restore}
 COMMIT;
 \echo NEXUS_RESULT=restored
-NEXUS_ROLLBACK_SQL
-); then
-  audit ROLLBACK_FAILED run_id="$RUN_ID" reason="\"psql failed\""
-  printf 'rollback failed: %s\n' "$output" >&2
-  exit 1
-fi
-
-result=$(printf '%s\n' "$output" | sed -n 's/^NEXUS_RESULT=//p')
-duration_ms=$(( $(now_ms) - started ))
-case "$result" in
-  restored|already-restored)
-    audit ROLLBACK_COMPLETE run_id="$RUN_ID" result="$result" duration_ms="$duration_ms"
-    echo "rollback of run $RUN_ID: $result ({count} flags) in $duration_ms ms" ;;
-  locked)
-    audit ROLLBACK_REFUSED run_id="$RUN_ID" reason="\"a deployment holds the database lock\""
-    echo "rollback refused: a deployment holds the nexus-deploy database lock" >&2
-    exit 3 ;;
-  drift\ *)
-    keys=${{result#drift }}
-    audit ROLLBACK_REFUSED run_id="$RUN_ID" reason="\"changed since the run\"" keys="$keys"
-    echo "rollback refused: flags changed by someone else since run $RUN_ID: $keys" >&2
-    echo "rerun with --force to restore them anyway" >&2
-    exit 4 ;;
-  *)
-    audit ROLLBACK_FAILED run_id="$RUN_ID" reason="\"unexpected psql output\""
-    printf 'rollback failed: unexpected psql output: %s\n' "$output" >&2
-    exit 1 ;;
-esac
 """
-
-
-def load_prior(state_file: Path) -> dict[str, FlagRow | None]:
-    """The prior rows a state file holds, as ``write_ahead`` saved them."""
-    state = json.loads(state_file.read_text(encoding="utf-8"))
-    return {
-        key: None if entry["prior"] is None else FlagRow(**entry["prior"])
-        for key, entry in state["keys"].items()
-    }

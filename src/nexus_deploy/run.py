@@ -147,6 +147,7 @@ class DeploymentRun:
     def start(self) -> None:
         self.prefetch.start("compose", lambda: host_facts.compose_version(self.host))
         self.files.run_dir.mkdir(parents=True, exist_ok=True)
+        self.files.point_latest_here()
         self._audit, note = open_audit(
             self.profile.audit.dir, self.files.run_dir, f"{self.kind}-{self.run_id}.log"
         )
@@ -231,7 +232,6 @@ class DeploymentRun:
             status="success" if exitstatus == 0 else "failed",
         )
         self.audit.close()
-        self.files.point_latest_here()
 
     def summary(self) -> list[tuple[str, str]]:
         """What the run decided, for the terminal, the JUnit properties and the HTML report."""
@@ -263,6 +263,8 @@ class DeploymentRun:
         paths = [("audit log", self.audit.path)]
         rollback = self.deployment.outcome.rollback if self.deployment else None
         if rollback is not None:
-            paths += [("rollback", rollback.script), ("rollback state", rollback.state)]
+            paths += [("rollback", rollback.script), ("rollback sql", rollback.sql)]
+            paths += [("rollback state", rollback.state)]
         paths += [("junit", self.files.junit), ("html report", self.files.html)]
+        paths += [("latest", self.files.latest)]
         return [(label, path) for label, path in paths if path.exists()]

@@ -22,24 +22,21 @@ class Visibility:
 def problems_at(spec: GatewaySpec, expected: dict[str, JsonValue]) -> list[str]:
     """What each endpoint does not yet show: unhealthy, unreachable or an old flag value."""
     verify: bool | str = str(spec.ca_file) if spec.ca_file else True
+    timeout = spec.timeout_s
     problems = []
     for endpoint in spec.endpoints:
         try:
-            health = requests.get(
-                endpoint.url + spec.health_path, timeout=spec.timeout_s, verify=verify
-            )
-            flags = requests.get(
-                endpoint.url + spec.flags_path, timeout=spec.timeout_s, verify=verify
-            )
-        except requests.RequestException as exc:
+            health = requests.get(endpoint.url + spec.health_path, timeout=timeout, verify=verify)
+            flags = requests.get(endpoint.url + spec.flags_path, timeout=timeout, verify=verify)
+            shown = flags.json() if flags.status_code == 200 else None
+        except (requests.RequestException, ValueError) as exc:
             problems.append(f"{endpoint.name}: {type(exc).__name__}")
             continue
         if health.status_code != 200:
             problems.append(f"{endpoint.name}: health answered {health.status_code}")
-        if flags.status_code != 200:
-            problems.append(f"{endpoint.name}: flags answered {flags.status_code}")
+        if not isinstance(shown, dict):
+            problems.append(f"{endpoint.name}: flags answered {flags.status_code}, no JSON object")
             continue
-        shown = flags.json()
         stale = [
             k for k, v in expected.items() if k not in shown or to_json(shown[k]) != to_json(v)
         ]

@@ -31,8 +31,8 @@ def can_act_as_root(host: Host) -> bool:
 
 def missing_commands(host: Host, commands: tuple[str, ...]) -> list[str]:
     """The commands not on PATH, asked in one shell call (``command -v`` prints what it finds)."""
-    names_list = " ".join(["%s"] * len(commands))
-    found = host.run(f'for name in {names_list}; do command -v "$name"; done', *commands)
+    template = "for name in" + " %s" * len(commands) + '; do command -v "$name"; done'
+    found = host.run(template, *commands)
     names = {line.rsplit("/", 1)[-1] for line in found.stdout.split()}
     return [command for command in commands if command not in names]
 
