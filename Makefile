@@ -19,9 +19,10 @@ sandbox-down:
 	bash sandbox/down.sh
 
 lint: setup
-	$(VENV)/ruff check src tests checks fixtures activation conftest.py bench
-	$(VENV)/ruff format --check src tests checks fixtures activation conftest.py bench
+	$(VENV)/ruff check src tests checks fixtures activation conftest.py bench sandbox
+	$(VENV)/ruff format --check src tests checks fixtures activation conftest.py bench sandbox
 	$(VENV)/mypy
+	$(VENV)/mypy --strict sandbox/gateway.py
 
 bench: sandbox
 	$(VENV)/python bench/precheck.py

@@ -14,46 +14,60 @@ pytestmark = [pytest.mark.precheck("SECURITY"), pytest.mark.order(11)]
 def test_security(host, target, record_property):
     spec = target.security
     timeout = target.gateway.timeout_s
-    problems = []
+    problems = certificate_problems(host, spec, timeout, record_property)
+    problems += nginx_problems(host, spec, record_property)
+    accepted = tls.legacy_versions_accepted(spec.tls_endpoint, spec.hostname, timeout)
+    record_property("legacy_tls_accepted", ",".join(accepted) or "none")
+    if accepted:
+        problems.append(f"{spec.tls_endpoint} completes handshakes with {', '.join(accepted)}")
+    no_problems(problems)
+
+
+def certificate_problems(host, spec, timeout, record_property):
+    """The certificate file: parse, expiry, key, hostname, and whether the endpoint serves it."""
     try:
         cert = tls.read_certificate(host, str(spec.certificate), str(spec.key), spec.hostname)
     except tls.CertificateError as exc:
-        problems.append(str(exc))
-    else:
-        days = cert.days_left()
-        record_property("subject", cert.subject)
-        record_property("days_left", days)
-        record_property("min_days", spec.min_days_valid)
-        if days < 0:
-            ago = -days - 1
-            problems.append(
-                f"certificate {spec.certificate} expired {ago} days ago"
-                if ago
-                else f"certificate {spec.certificate} expired less than a day ago"
-            )
-        elif days < spec.min_days_valid:
-            problems.append(
-                f"certificate {spec.certificate} expires in {days} days, "
-                f"below the minimum {spec.min_days_valid}"
-            )
-        if not cert.matches_key:
-            problems.append(f"certificate {spec.certificate} does not match key {spec.key}")
-        if not cert.matches_hostname:
-            problems.append(f"certificate {spec.certificate} is not valid for {spec.hostname}")
-        try:
-            served = tls.served_fingerprint(spec.tls_endpoint, spec.hostname, timeout)
-        except OSError as exc:
-            problems.append(f"TLS endpoint {spec.tls_endpoint} unreachable: {exc}")
-        else:
-            record_property("served_matches_file", served == cert.fingerprint)
-            if served != cert.fingerprint:
-                problems.append(
-                    f"{spec.tls_endpoint} serves a different certificate than {spec.certificate}"
-                )
+        return [str(exc)]
+    days = cert.days_left()
+    record_property("subject", cert.subject)
+    record_property("days_left", days)
+    record_property("min_days", spec.min_days_valid)
+    problems = []
+    if days < 0:
+        ago = -days - 1
+        problems.append(
+            f"certificate {spec.certificate} expired {ago} days ago"
+            if ago
+            else f"certificate {spec.certificate} expired less than a day ago"
+        )
+    elif days < spec.min_days_valid:
+        problems.append(
+            f"certificate {spec.certificate} expires in {days} days, "
+            f"below the minimum {spec.min_days_valid}"
+        )
+    if not cert.matches_key:
+        problems.append(f"certificate {spec.certificate} does not match key {spec.key}")
+    if not cert.matches_hostname:
+        problems.append(f"certificate {spec.certificate} is not valid for {spec.hostname}")
+    try:
+        served = tls.served_fingerprint(spec.tls_endpoint, spec.hostname, timeout)
+    except OSError as exc:
+        return [*problems, f"TLS endpoint {spec.tls_endpoint} unreachable: {exc}"]
+    record_property("served_matches_file", served == cert.fingerprint)
+    if served != cert.fingerprint:
+        problems.append(
+            f"{spec.tls_endpoint} serves a different certificate than {spec.certificate}"
+        )
+    return problems
 
+
+def nginx_problems(host, spec, record_property):
+    """nginx's own view of its configuration: valid, no legacy protocols, no version banner."""
     config = nginx.read_config(host, str(spec.nginx_config))
     record_property("nginx_config_test", "ok" if config.test_ok else "failed")
     record_property("server_tokens_off", config.server_tokens_off)
+    problems = []
     if not config.test_ok:
         problems.append(f"nginx -T -c {spec.nginx_config} failed: {config.test_output}")
     if config.legacy_protocols:
@@ -61,8 +75,4 @@ def test_security(host, target, record_property):
         problems.append(f"nginx config {spec.nginx_config} enables {legacy}")
     if not config.server_tokens_off:
         problems.append(f"nginx config {spec.nginx_config} does not set server_tokens off")
-    accepted = tls.legacy_versions_accepted(spec.tls_endpoint, spec.hostname, timeout)
-    record_property("legacy_tls_accepted", ",".join(accepted) or "none")
-    if accepted:
-        problems.append(f"{spec.tls_endpoint} completes handshakes with {', '.join(accepted)}")
-    no_problems(problems)
+    return problems

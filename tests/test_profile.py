@@ -90,3 +90,20 @@ def test_fields_that_reach_a_shell_or_a_path_are_checked(tmp_path, field, value,
     path.write_text(yaml.safe_dump(profile))
     with pytest.raises(ProfileError, match=named):
         load_profile(path)
+
+
+def test_a_key_given_twice_is_refused_naming_the_line(tmp_path):
+    text = (REPO / "pfs/targets/sandbox.yaml").read_text() + "name: production\n"
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    with pytest.raises(ProfileError, match=r"line \d+: key 'name' given twice"):
+        load_profile(path)
+
+
+def test_endpoint_names_must_differ(tmp_path):
+    profile = yaml.safe_load((REPO / "pfs/targets/sandbox.yaml").read_text())
+    profile["gateway"]["endpoints"][1]["name"] = "direct"
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    with pytest.raises(ProfileError, match=r"gateway\.endpoints: .*endpoint names must differ"):
+        load_profile(path)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import pytest
 
 from nexus_deploy.prechecks import PRECHECK_NAMES, Tally, precheck_name
+from nexus_deploy.request import ActivationRequest
 
 # Plugins whose absence changes how the prechecks run or are reported.
 REQUIRED_PLUGINS = {
@@ -12,6 +15,15 @@ REQUIRED_PLUGINS = {
     "junitxml": "the JUnit report (-p no:junitxml)",
     "html": "the HTML report (-p no:html)",
 }
+
+
+class RunState(Protocol):
+    """What the gate needs of a run: its request, and where to record why the gate is shut."""
+
+    @property
+    def request(self) -> ActivationRequest | None: ...
+
+    def close_gate(self, problems: list[str]) -> None: ...
 
 
 def activation_stage(item: pytest.Item) -> str | None:
@@ -40,7 +52,13 @@ def selection_problems(items: list[pytest.Item], config: pytest.Config) -> list[
             problems.append(f"plugin disabled: {label}")
     if getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput"):
         problems.append("several workers (xdist): prechecks and activation must run in one process")
-    for option, label in (("lf", "--lf"), ("failedfirst", "--ff"), ("stepwise", "--sw")):
+    reordering = (
+        ("lf", "--lf"),
+        ("failedfirst", "--ff"),
+        ("newfirst", "--nf"),
+        ("stepwise", "--sw"),
+    )
+    for option, label in reordering:
         if getattr(config.option, option, False):
             problems.append(f"{label} selects tests by an earlier run")
     return problems
@@ -54,3 +72,23 @@ def runtime_problems(tally: Tally) -> list[str]:
     if tally.not_run:
         problems.append(f"prechecks did not run: {', '.join(tally.not_run)}")
     return problems
+
+
+def split_activation(
+    items: list[pytest.Item], run: RunState, config: pytest.Config
+) -> tuple[list[pytest.Item], list[pytest.Item]]:
+    """Activation items that may stay, and those deselected (with the reason recorded)."""
+    activation = [item for item in items if activation_stage(item)]
+    if run.request is None:
+        return [i for i in items if i not in activation], activation
+    if not activation:
+        run.close_gate(["activation tests not selected (-k, -m, --deselect or paths)"])
+        return items, []
+    problems = selection_problems(items, config)
+    if problems:
+        run.close_gate(problems)
+        return [i for i in items if i not in activation], activation
+    if run.request.plan_only:
+        applying = [item for item in activation if activation_stage(item) != "plan"]
+        return [i for i in items if i not in applying], applying
+    return items, []

@@ -13,6 +13,8 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from nexus_deploy import yamlfile
+
 JsonValue: TypeAlias = bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"] | None
 
 PHASE_CONFIG_FILES: tuple[str, ...] = (
@@ -191,7 +193,7 @@ M = TypeVar("M", bound=BaseModel)
 def load_one(path: Path, model: type[M]) -> M:
     """Parse one YAML file into `model`; any failure is a ConfigError naming the field."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yamlfile.load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(path, None, "file is missing") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:

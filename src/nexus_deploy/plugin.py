@@ -12,8 +12,8 @@ import pytest
 from _pytest.junitxml import xml_key
 
 from nexus_deploy import report_html
-from nexus_deploy.gate import activation_stage, selection_problems
-from nexus_deploy.prechecks import WARNINGS_KEY
+from nexus_deploy.gate import activation_stage, split_activation
+from nexus_deploy.prechecks import PENDING_KEY, WARNINGS_KEY
 from nexus_deploy.run import DeploymentRun, outcome_of
 from nexus_deploy.startup import build_run
 
@@ -96,9 +96,13 @@ class RunHooks:
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
         outcome = outcome_of(item, report)
-        if outcome is not None and outcome.name not in self.run.tally.outcomes:
-            self.run.record(outcome)
-            report_html.attach_outcome(report, outcome)
+        if report.when != "teardown":
+            if outcome is not None and PENDING_KEY not in item.stash:
+                item.stash[PENDING_KEY] = outcome
+                report_html.attach_outcome(report, outcome)
+        elif PENDING_KEY in item.stash:
+            # Written when the item is over: an error in teardown still turns PASS into FAIL.
+            self.run.record(outcome or item.stash[PENDING_KEY])
         return report
 
     @pytest.hookimpl(wrapper=True)
@@ -127,26 +131,6 @@ class RunHooks:
             terminalreporter.line(f"{name:>12}: {value}")
         for label, path in self.run.written():
             terminalreporter.line(f"{label:>12}: {path}")
-
-
-def split_activation(
-    items: list[pytest.Item], run: DeploymentRun, config: pytest.Config
-) -> tuple[list[pytest.Item], list[pytest.Item]]:
-    """Activation items that may stay, and those deselected (with the reason recorded)."""
-    activation = [item for item in items if activation_stage(item)]
-    if run.request is None:
-        return [i for i in items if i not in activation], activation
-    if not activation:
-        run.close_gate(["activation tests not selected (-k, -m, --deselect or paths)"])
-        return items, []
-    problems = selection_problems(items, config)
-    if problems:
-        run.close_gate(problems)
-        return [i for i in items if i not in activation], activation
-    if run.request.plan_only:
-        applying = [item for item in activation if activation_stage(item) != "plan"]
-        return [i for i in items if i not in applying], applying
-    return items, []
 
 
 def register_warning(item: pytest.Item, message: str) -> None:

@@ -54,6 +54,10 @@ class Outcome:
     reason: str = ""
 
 
+# The outcome a precheck's setup or call settled, recorded once its teardown is done.
+PENDING_KEY = pytest.StashKey[Outcome]()
+
+
 @dataclass
 class Tally:
     """The prechecks of one run, in the order they finished."""

@@ -22,6 +22,8 @@ from pydantic import (
 )
 from testinfra.backend import BACKENDS
 
+from nexus_deploy import yamlfile
+
 TARGETS_DIR = Path("pfs") / "targets"
 TARGET_ENV_VAR = "NEXUS_TARGET"
 DEFAULT_TARGET = "sandbox"
@@ -79,8 +81,12 @@ class ConfigSpec(_Model):
     dir: Path = Path("pfs")
 
 
+# Names that become audit and JUnit keys (direct_status, nginx_running).
+Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")]
+
+
 class Endpoint(_Model):
-    name: str
+    name: Name
     url: str
 
     @field_validator("url")
@@ -93,6 +99,15 @@ class Endpoint(_Model):
 
 class GatewaySpec(_Model):
     endpoints: tuple[Endpoint, ...] = Field(min_length=1)
+
+    @field_validator("endpoints")
+    @classmethod
+    def _distinct_names(cls, endpoints: tuple[Endpoint, ...]) -> tuple[Endpoint, ...]:
+        names = [endpoint.name for endpoint in endpoints]
+        if len(set(names)) != len(names):
+            raise ValueError(f"endpoint names must differ: {names}")
+        return endpoints
+
     health_path: str = Field(default="/health", pattern=r"^/")
     flags_path: str = Field(default="/api/v1/flags", pattern=r"^/")
     timeout_s: Seconds = 3
@@ -153,7 +168,7 @@ class TargetProfile(_Model):
     # A testinfra host spec: local:// for this machine, ssh://user@host for another.
     host: str = "local://"
     system: SystemSpec
-    services: tuple[str, ...] = Field(min_length=1)
+    services: tuple[Name, ...] = Field(min_length=1)
     docker: DockerSpec = DockerSpec()
     disk: DiskSpec
     memory: MemorySpec = MemorySpec()
@@ -186,7 +201,7 @@ def resolve_target_path(choice: str | None, deployer_root: Path) -> Path:
 def load_profile(path: Path) -> TargetProfile:
     """Read and validate one profile file; any problem is a ProfileError naming file and field."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yamlfile.load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ProfileError(f"{path}: target profile not found") from None
     except (OSError, yaml.YAMLError) as exc:

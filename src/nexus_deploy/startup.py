@@ -34,18 +34,21 @@ def build_run(config: pytest.Config) -> DeploymentRun:
     try:
         profile = load_profile(profile_path)
     except ProfileError as exc:
-        refuse(files, run_id, files.run_dir, str(exc))
-        raise pytest.UsageError(f"target profile refused: {exc}") from None
+        raise pytest.UsageError(
+            "target profile refused: " + refuse(files, run_id, files.run_dir, str(exc))
+        ) from None
     config_dir = config.rootpath / profile.config.dir
     if getattr(config.option, "numprocesses", None) or getattr(config.option, "dist", "no") != "no":
         reason = "nexus-deploy runs in one process: prechecks, gate and activation share it"
-        refuse(files, run_id, profile.audit.dir, reason)
-        raise pytest.UsageError(f"{reason} (drop -n/--dist)")
+        raise pytest.UsageError(
+            refuse(files, run_id, profile.audit.dir, reason + "; drop -n/--dist")
+        )
     try:
         request = request_from_options(config.option, config_dir)
     except RequestError as exc:
-        refuse(files, run_id, profile.audit.dir, str(exc))
-        raise pytest.UsageError(f"activation refused: {exc}") from None
+        raise pytest.UsageError(
+            "activation refused: " + refuse(files, run_id, profile.audit.dir, str(exc))
+        ) from None
     return DeploymentRun(run_id, profile, profile_path, files, request, config_dir)
 
 
@@ -66,10 +69,12 @@ def request_from_options(option: Any, config_dir: Path) -> ActivationRequest | N
     )
 
 
-def refuse(files: RunFiles, run_id: str, audit_dir: Path, reason: str) -> None:
-    """Audit a run refused before any check (in the run folder if the audit dir is unusable)."""
+def refuse(files: RunFiles, run_id: str, audit_dir: Path, reason: str) -> str:
+    """Audit a run refused before any check (in the run folder if the audit dir is unusable);
+    return the message for the operator, naming the audit file."""
     audit, _ = open_audit(audit_dir, files.run_dir, f"precheck-{run_id}.log")
     audit.write("DEPLOYMENT_START", run_id=run_id)
     audit.write("DEPLOYMENT_REFUSED", reason=reason)
     audit.write("DEPLOYMENT_COMPLETE", duration=0, status="refused")
     audit.close()
+    return f"{reason} (audited in {audit.path})"

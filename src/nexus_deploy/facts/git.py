@@ -35,6 +35,16 @@ def repository_state(host: Host, path: str) -> RepositoryState:
         branch=headers.get("branch.head", "(detached)"),
         head=head[:12] if head != "(initial)" else head,
         uncommitted=tuple(
-            line.rsplit(" ", 1)[-1] for line in status.stdout.splitlines() if line[:2] != "# "
+            changed_path(line) for line in status.stdout.splitlines() if line[:2] != "# "
         ),
     )
+
+
+# Fields before the path in each kind of porcelain v2 line (git-status(1)).
+_FIELDS_BEFORE_PATH = {"1": 8, "2": 9, "u": 10, "?": 1, "!": 1}
+
+
+def changed_path(line: str) -> str:
+    """The path of one porcelain v2 change line (a rename's new path), spaces and all."""
+    path = line.split(" ", _FIELDS_BEFORE_PATH.get(line[:1], 1))[-1]
+    return path.split("\t", 1)[0]

@@ -1,0 +1,32 @@
+"""YAML as the deployer reads it: safe types only, and a key given twice is an error.
+
+PyYAML's safe_load keeps the last of two equal keys without a word; in a profile or a phase
+config that silently discards what the operator wrote first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping names the same key twice."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise DuplicateKeyError(f"line {line}: key {key!r} given twice")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load(text: str) -> Any:
+    """Parse YAML text like yaml.safe_load, refusing duplicate keys."""
+    return yaml.load(text, Loader=_StrictLoader)
