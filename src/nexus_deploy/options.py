@@ -73,3 +73,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="wait up to SECONDS for another deployment's lock (default: 0, refuse at once)",
     )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    # Runs after the options are parsed and before the suite is imported: the window in which
+    # a slow probe can run for free (see nexus_deploy.prefetch).
+    from nexus_deploy.prefetch import start_early  # imported here: every pytest run loads us
+
+    start_early(early_config)

@@ -111,6 +111,7 @@ class DeploymentRun:
         files: RunFiles,
         request: ActivationRequest | None = None,
         config_dir: Path = Path("pfs"),
+        prefetch: Prefetch | None = None,
     ) -> None:
         self.run_id = run_id
         self.profile = profile
@@ -127,7 +128,7 @@ class DeploymentRun:
         self._gate_audited = False
         self._started = time.monotonic()
         self._audit: AuditLog | None = None
-        self.prefetch = Prefetch()
+        self.prefetch = prefetch or Prefetch()
 
     @property
     def audit(self) -> AuditLog:
@@ -145,7 +146,8 @@ class DeploymentRun:
         return "precheck" if self.request is None else "deployment"
 
     def start(self) -> None:
-        self.prefetch.start("compose", lambda: host_facts.compose_version(self.host))
+        if not self.prefetch.started("compose"):
+            self.prefetch.start("compose", lambda: host_facts.compose_version(self.host))
         self.files.run_dir.mkdir(parents=True, exist_ok=True)
         self.files.point_latest_here()
         self._audit, note = open_audit(

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from nexus_deploy.phase_config import ConfigError, load_phase_configs, step_count
+from nexus_deploy.prefetch import PREFETCH_KEY
 from nexus_deploy.profile import ProfileError, load_profile, resolve_target_path
 from nexus_deploy.request import ActivationRequest, RequestError, parse_request
 from nexus_deploy.run import DeploymentRun, RunFiles, new_run_id, open_audit
@@ -49,7 +50,8 @@ def build_run(config: pytest.Config) -> DeploymentRun:
         raise pytest.UsageError(
             "activation refused: " + refuse(files, run_id, profile.audit.dir, str(exc))
         ) from None
-    return DeploymentRun(run_id, profile, profile_path, files, request, config_dir)
+    prefetch = config.stash.get(PREFETCH_KEY, None)
+    return DeploymentRun(run_id, profile, profile_path, files, request, config_dir, prefetch)
 
 
 def request_from_options(option: Any, config_dir: Path) -> ActivationRequest | None:
