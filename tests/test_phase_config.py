@@ -177,6 +177,12 @@ BROKEN = [
     # launch regions are known and not blocked
     (JURISDICTIONS, add("launch_regions", value="ZZ"), "launch_regions.6", "ZZ is not listed"),
     (JURISDICTIONS, add("launch_regions", value="KP"), "launch_regions.6", "KP is blocked"),
+    (
+        JURISDICTIONS,
+        add("launch_regions", value="JP"),
+        "launch_regions.6",
+        "JP classifies NexCoin as prepaid_instrument",
+    ),
     (JURISDICTIONS, duplicate_jurisdiction, "jurisdictions.8.code", "US is listed twice"),
 ]
 

@@ -302,11 +302,15 @@ def _jurisdiction_rules(configs: PhaseConfigs) -> Iterator[tuple[str, str]]:
     for i, code in enumerate(codes):
         if code in codes[:i]:
             yield f"jurisdictions.{i}.code", f"{code} is listed twice"
+    classification = {x.code: x.virtual_goods for x in j.jurisdictions}
     for i, code in enumerate(j.launch_regions):
         if code in j.blocked:
             yield f"launch_regions.{i}", f"{code} is blocked"
         elif code not in codes:
             yield f"launch_regions.{i}", f"{code} is not listed under jurisdictions"
+        elif classification[code] != "virtual_goods":
+            # NexCoin launches only where it is a virtual good, not a payment instrument.
+            yield f"launch_regions.{i}", f"{code} classifies NexCoin as {classification[code]}"
 
 
 def step_count(configs: PhaseConfigs) -> int:
