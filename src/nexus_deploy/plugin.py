@@ -111,11 +111,7 @@ class RunHooks:
     ) -> Generator[None, None, None]:
         # Before the JUnit and HTML files are written: what the run decided goes into them.
         stopped = session.shouldfail or session.shouldstop
-        if self.run.request is not None and not self.run.activation_started:
-            self.run.close_gate([f"session stopped early: {stopped}"] if stopped else [])
-        if self.run.request is not None and self.run.gate_problems and session.exitstatus == 0:
-            # Asked to activate and did not: that is not "done", whatever the tests said.
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        session.exitstatus = self.run.settle(str(stopped) if stopped else None, session.exitstatus)
         xml = session.config.stash.get(xml_key, None)
         if xml is not None:
             for name, value in self.run.summary():

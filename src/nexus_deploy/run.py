@@ -220,6 +220,17 @@ class DeploymentRun:
         self.activation_started = True
         return self.gate_problems
 
+    def settle(self, stopped_early: str | None, exitstatus: int) -> int:
+        """Before the reports are written: why an asked-for activation did not run, and the
+        exit status that follows (asked to activate and did not is not "done")."""
+        if self.request is None:
+            return exitstatus
+        if not self.activation_started:  # audits GATE_CLOSED if nothing has yet
+            self.close_gate([f"session stopped early: {stopped_early}"] if stopped_early else [])
+        if self.gate_problems and exitstatus == 0:
+            return pytest.ExitCode.TESTS_FAILED
+        return exitstatus
+
     def finish(self, exitstatus: int) -> None:
         self.prefetch.close()
         self.end_prechecks()
