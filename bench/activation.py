@@ -9,7 +9,6 @@ that round wrote, so the sandbox ends where it started. Prints medians; asserts 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -18,11 +17,7 @@ import time
 from pathlib import Path
 
 import psycopg
-import yaml
-
-REPO = Path(__file__).resolve().parents[1]
-# As on an operator's host: Python caches bytecode (see bench/precheck.py).
-OPERATOR_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+from common import OPERATOR_ENV, REPO, private_target
 
 
 def current_step() -> int:
@@ -52,10 +47,7 @@ def main() -> None:
     activations, rollbacks = [], []
     with tempfile.TemporaryDirectory(prefix="nexus-bench-") as tmp:
         work = Path(tmp)
-        profile = yaml.safe_load((REPO / "pfs/targets/sandbox.yaml").read_text())
-        profile["audit"]["dir"] = str(work / "audit")
-        target = work / "target.yaml"
-        target.write_text(yaml.safe_dump(profile))
+        target = private_target(work)
         for _ in range(rounds + 1):  # the first round warms caches and is not counted
             step = 0 if current_step() == 1 else 1
             activation = timed([sys.executable, "-m", "pytest", "-q", f"--target={target}",

@@ -18,12 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
-REPO = Path(__file__).resolve().parents[1]
-# As on an operator's host: Python caches bytecode (some sandboxes set this variable, which
-# makes every run recompile and re-rewrite every module, about 0.3 s here).
-OPERATOR_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+from common import OPERATOR_ENV, REPO, private_target
 
 FLOOR_TESTS = """
 import docker, psycopg, requests, yaml, testinfra, pytest
@@ -70,10 +65,7 @@ def main() -> None:
     runs = parser.parse_args().runs
     with tempfile.TemporaryDirectory(prefix="nexus-bench-") as tmp:
         work = Path(tmp)
-        profile = yaml.safe_load((REPO / "pfs/targets/sandbox.yaml").read_text())
-        profile["audit"]["dir"] = str(work / "audit")
-        target = work / "target.yaml"
-        target.write_text(yaml.safe_dump(profile))
+        target = private_target(work)
         (work / "floor").mkdir()
         (work / "floor" / "test_floor.py").write_text(FLOOR_TESTS)
         python = sys.executable

@@ -88,3 +88,27 @@ def clean_flags(flags_db: psycopg.Connection[Any]) -> Iterator[psycopg.Connectio
     flags_db.execute(f"DELETE FROM nexus_feature_flags WHERE {PHASE_KEYS}")
     yield flags_db
     flags_db.execute(f"DELETE FROM nexus_feature_flags WHERE {PHASE_KEYS}")
+
+
+@pytest.fixture
+def background() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start real helper processes that print a ready line first; each is ended at teardown."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(command: list[str], ready: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        started.append(process)
+        line = process.stdout.readline() if process.stdout else ""
+        if line.strip() != ready:
+            process.kill()
+            _, error = process.communicate(timeout=10)
+            pytest.fail(f"helper process did not print {ready!r}: {line!r} {error}")
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)

@@ -212,31 +212,14 @@ def launch_switches(mode: str) -> dict[str, bool]:
 
 
 @pytest.fixture
-def lock_holder() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+def lock_holder(background) -> Callable[..., subprocess.Popen[str]]:
     """Start a real second process that holds the deployment lock until the test ends."""
-    started: list[subprocess.Popen[str]] = []
 
     def start(lock_file: Path, which: str = "both") -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            [str(VENV_BIN / "python"), "-c", LOCK_HOLDER, str(lock_file), which],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        started.append(process)
-        line = process.stdout.readline() if process.stdout else ""
-        if line.strip() != "locked":
-            process.kill()
-            _, error = process.communicate(timeout=10)
-            pytest.fail(f"the lock holder did not take the lock: {line!r} {error}")
-        return process
+        command = [str(VENV_BIN / "python"), "-c", LOCK_HOLDER, str(lock_file), which]
+        return background(command, ready="locked")
 
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.terminate()
-        process.wait(timeout=10)
+    return start
 
 
 def postgres_admin(sql: str, database: str = "postgres", stdin: str | None = None) -> None:

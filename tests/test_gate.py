@@ -371,29 +371,15 @@ print("released", flush=True)
 
 
 @pytest.fixture
-def lock_holder():
+def lock_holder(background):
     """Start a second real process that holds the deployment lock; killed at teardown."""
-    started: list[subprocess.Popen[str]] = []
 
     def start(audit_dir: Path, hold_s: float, wait_for_contender: bool = False):
         command = [sys.executable, "-c", HOLDER, str(audit_dir / ".deploy.lock"), str(hold_s)]
         command.append(str(audit_dir) if wait_for_contender else "")
-        holder = subprocess.Popen(
-            command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        started.append(holder)
-        assert holder.stdout is not None
-        line = holder.stdout.readline()
-        if line.strip() != "locked":
-            holder.kill()
-            pytest.fail(f"the lock holder did not take the lock: {holder.communicate()[1]}")
-        return holder
+        return background(command, ready="locked")
 
-    yield start
-    for holder in started:
-        if holder.poll() is None:
-            holder.kill()
-        holder.communicate(timeout=10)
+    return start
 
 
 def test_held_lock_refuses_activation_naming_the_holder(
