@@ -10,20 +10,19 @@ from nexus_deploy.verdict import no_problems
 pytestmark = [pytest.mark.precheck("SYSTEM"), pytest.mark.order(1)]
 
 
-def test_system(host, target, record_property):
-    info = host.system_info
-    user = host.user().name
-    missing = host_facts.missing_commands(host, target.system.required_commands)
-    record_property("os", info.type)
-    record_property("distribution", f"{info.distribution} {info.release}")
-    record_property("user", user)
+def test_system(host, target, record_property, prefetch):
+    system = prefetch.result(host_facts.system_identity, host)
+    missing = prefetch.result(host_facts.missing_commands, host, target.system.required_commands)
+    record_property("os", system.os)
+    record_property("distribution", f"{system.distribution} {system.release}")
+    record_property("user", system.user)
     record_property("commands_missing", ",".join(missing) or "none")
 
     problems = []
-    if info.type != target.system.os:
-        problems.append(f"OS is {info.type}, the target expects {target.system.os}")
-    if not host_facts.can_act_as_root(host):
-        problems.append(f"user {user} is not root and has no passwordless sudo")
+    if system.os != target.system.os:
+        problems.append(f"OS is {system.os}, the target expects {target.system.os}")
+    if not prefetch.result(host_facts.can_act_as_root, host):
+        problems.append(f"user {system.user} is not root and has no passwordless sudo")
     if missing:
         problems.append(f"required commands not found on PATH: {', '.join(missing)}")
     no_problems(problems)

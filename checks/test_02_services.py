@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from nexus_deploy.facts import host as host_facts
 from nexus_deploy.verdict import no_problems
 
 pytestmark = [pytest.mark.precheck("SERVICES"), pytest.mark.order(2)]
 
 
-def test_services(host, target, record_property):
+def test_services(host, target, record_property, prefetch):
     stopped = []
     for name in target.services:
-        running = host.service(name).is_running
+        running = prefetch.result(host_facts.service_running, host, name)
         record_property(f"{name}_running", running)
         if not running:
             stopped.append(name)

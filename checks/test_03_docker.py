@@ -16,7 +16,7 @@ def test_docker(host, target, record_property, prefetch):
     spec = target.docker
     problems = []
     try:
-        engine = docker_engine.engine_state(docker_engine.connect(spec.url, spec.ping_timeout_s))
+        engine = prefetch.result(docker_engine.probe_engine, spec.url, spec.ping_timeout_s)
     except docker.errors.DockerException as exc:
         problems.append(f"docker daemon at {spec.url} did not answer: {exc}")
     else:
@@ -26,7 +26,11 @@ def test_docker(host, target, record_property, prefetch):
         api, minimum = engine.api_version, spec.min_api_version
         if docker_engine.version_tuple(api) < docker_engine.version_tuple(minimum):
             problems.append(f"docker API version {api} is below the minimum {minimum}")
-    compose = prefetch.result("compose", host_facts.compose_version, host)
+    versions = [
+        prefetch.result(host_facts.compose_version, host, command)
+        for command in host_facts.COMPOSE_COMMANDS
+    ]
+    compose = next((version for version in versions if version), None)
     record_property("compose", compose or "missing")
     if compose is None:
         problems.append("neither `docker compose` nor `docker-compose` is available")

@@ -10,12 +10,12 @@ from nexus_deploy.verdict import no_problems
 pytestmark = [pytest.mark.precheck("DISK"), pytest.mark.order(4)]
 
 
-def test_disk(host, target, record_property):
+def test_disk(host, target, record_property, prefetch):
     minimum = target.disk.min_free_gb
     record_property("min_free_gb", minimum)
     problems = []
     for path in map(str, target.disk.paths):
-        free = host_facts.free_gb(host, path)
+        free = prefetch.result(host_facts.free_gb, host, path)
         record_property(f"free_gb:{path}", "missing" if free is None else round(free, 1))
         if free is None:
             problems.append(f"{path} does not exist")

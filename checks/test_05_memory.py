@@ -9,8 +9,8 @@ from nexus_deploy.facts import host as host_facts
 pytestmark = [pytest.mark.precheck("MEMORY"), pytest.mark.order(5)]
 
 
-def test_memory(host, target, record_property, precheck_warning):
-    available = host_facts.available_memory_gb(host)
+def test_memory(host, target, record_property, precheck_warning, prefetch):
+    available = prefetch.result(host_facts.available_memory_gb, host)
     minimum = target.memory.min_available_gb
     record_property("available_gb", round(available, 1))
     record_property("min_available_gb", minimum)

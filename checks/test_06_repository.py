@@ -10,9 +10,9 @@ from nexus_deploy.verdict import no_problems
 pytestmark = [pytest.mark.precheck("REPOSITORY"), pytest.mark.order(6)]
 
 
-def test_repository(host, target, record_property):
+def test_repository(host, target, record_property, prefetch):
     spec = target.repository
-    state = repository_state(host, str(spec.path))
+    state = prefetch.result(repository_state, host, str(spec.path))
     record_property("path", str(spec.path))
     if not state.is_repository:
         no_problems([f"{spec.path} is not a git repository"])

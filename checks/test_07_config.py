@@ -10,12 +10,12 @@ from nexus_deploy.verdict import no_problems
 pytestmark = [pytest.mark.precheck("CONFIG"), pytest.mark.order(7)]
 
 
-def test_config(target, deployer_root, record_property):
+def test_config(target, deployer_root, record_property, prefetch):
     config_dir = deployer_root / target.config.dir
     record_property("config_dir", str(config_dir))
     record_property("files", ",".join(PHASE_CONFIG_FILES))
     try:
-        configs = load_phase_configs(config_dir)
+        configs = prefetch.result(load_phase_configs, config_dir)
     except ConfigError as exc:
         no_problems([str(exc)])
     record_property("marketplace_steps", len(configs.marketplace.steps))

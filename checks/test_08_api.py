@@ -10,11 +10,12 @@ from nexus_deploy.verdict import no_problems
 pytestmark = [pytest.mark.precheck("API"), pytest.mark.order(8)]
 
 
-def test_api(target, record_property):
+def test_api(target, record_property, prefetch):
     spec = target.gateway
     problems = []
     for endpoint in spec.endpoints:
-        probe = probe_health(endpoint.url + spec.health_path, spec.timeout_s, spec.ca_file)
+        url = endpoint.url + spec.health_path
+        probe = prefetch.result(probe_health, url, spec.timeout_s, spec.ca_file)
         record_property(f"{endpoint.name}_status", probe.status_code or "none")
         record_property(f"{endpoint.name}_latency_ms", round(probe.latency_ms, 1))
         if probe.error:

@@ -12,12 +12,13 @@ from nexus_deploy.verdict import no_problems
 pytestmark = [pytest.mark.precheck("DATABASE"), pytest.mark.order(9)]
 
 
-def test_database(target, record_property):
-    spec = target.database
+def test_database(target, record_property, prefetch):
+    spec, engine = target.database, target.docker
     problems = []
     try:
-        client = docker_engine.connect(target.docker.url, target.docker.ping_timeout_s)
-        container = docker_engine.container_state(client, spec.container)
+        container = prefetch.result(
+            docker_engine.inspect_container, engine.url, engine.ping_timeout_s, spec.container
+        )
     except docker.errors.DockerException as exc:
         problems.append(f"cannot ask docker about container {spec.container}: {exc}")
     else:
@@ -30,9 +31,7 @@ def test_database(target, record_property):
 
     where = f"{spec.user}@{spec.host}:{spec.port}/{spec.dbname}"
     try:
-        with database.connect(spec) as connection:
-            connection.execute("SELECT 1").fetchone()
-            columns = database.flag_table_columns(connection, spec.flag_table)
+        columns = prefetch.result(database.flag_table_check, spec)
     except psycopg.Error as exc:
         problems.append(f"cannot connect to {where}: {str(exc).strip()[:200]}")
     else:

@@ -6,23 +6,20 @@ from pathlib import Path
 
 import pytest
 
+from nexus_deploy.facts import host as host_facts
 from nexus_deploy.verdict import no_problems
 
 pytestmark = [pytest.mark.precheck("PREVIOUS_PHASES"), pytest.mark.order(10)]
 
 
-def test_previous_phases(host, target, record_property):
+def test_previous_phases(host, target, record_property, prefetch):
     spec = target.previous_phases
     problems = []
     for report in map(str, spec.reports):
-        document = host.file(report)
-        complete = document.is_file and any(
-            line.strip() == spec.completion_marker for line in document.content_string.splitlines()
-        )
-        state = "complete" if complete else "incomplete" if document.is_file else "missing"
+        state = prefetch.result(host_facts.report_state, host, report, spec.completion_marker)
         record_property(Path(report).name, state)
-        if not document.is_file:
+        if state == "missing":
             problems.append(f"phase report {report} is missing")
-        elif not complete:
+        elif state == "incomplete":
             problems.append(f"phase report {report} has no line {spec.completion_marker!r}")
     no_problems(problems)

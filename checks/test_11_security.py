@@ -11,22 +11,26 @@ from nexus_deploy.verdict import no_problems
 pytestmark = [pytest.mark.precheck("SECURITY"), pytest.mark.order(11)]
 
 
-def test_security(host, target, record_property):
+def test_security(host, target, record_property, prefetch):
     spec = target.security
     timeout = target.gateway.timeout_s
-    problems = certificate_problems(host, spec, timeout, record_property)
-    problems += nginx_problems(host, spec, record_property)
-    accepted = tls.legacy_versions_accepted(spec.tls_endpoint, spec.hostname, timeout)
+    problems = certificate_problems(host, spec, timeout, record_property, prefetch)
+    problems += nginx_problems(host, spec, record_property, prefetch)
+    accepted = prefetch.result(
+        tls.legacy_versions_accepted, spec.tls_endpoint, spec.hostname, timeout
+    )
     record_property("legacy_tls_accepted", ",".join(accepted) or "none")
     if accepted:
         problems.append(f"{spec.tls_endpoint} completes handshakes with {', '.join(accepted)}")
     no_problems(problems)
 
 
-def certificate_problems(host, spec, timeout, record_property):
+def certificate_problems(host, spec, timeout, record_property, prefetch):
     """The certificate file: parse, expiry, key, hostname, and whether the endpoint serves it."""
     try:
-        cert = tls.read_certificate(host, str(spec.certificate), str(spec.key), spec.hostname)
+        cert = prefetch.result(
+            tls.read_certificate, host, str(spec.certificate), str(spec.key), spec.hostname
+        )
     except tls.CertificateError as exc:
         return [str(exc)]
     days = cert.days_left()
@@ -51,7 +55,7 @@ def certificate_problems(host, spec, timeout, record_property):
     if not cert.matches_hostname:
         problems.append(f"certificate {spec.certificate} is not valid for {spec.hostname}")
     try:
-        served = tls.served_fingerprint(spec.tls_endpoint, spec.hostname, timeout)
+        served = prefetch.result(tls.served_fingerprint, spec.tls_endpoint, spec.hostname, timeout)
     except OSError as exc:
         return [*problems, f"TLS endpoint {spec.tls_endpoint} unreachable: {exc}"]
     record_property("served_matches_file", served == cert.fingerprint)
@@ -62,9 +66,9 @@ def certificate_problems(host, spec, timeout, record_property):
     return problems
 
 
-def nginx_problems(host, spec, record_property):
+def nginx_problems(host, spec, record_property, prefetch):
     """nginx's own view of its configuration: valid, no legacy protocols, no version banner."""
-    config = nginx.read_config(host, str(spec.nginx_config))
+    config = prefetch.result(nginx.read_config, host, str(spec.nginx_config))
     record_property("nginx_config_test", "ok" if config.test_ok else "failed")
     record_property("server_tokens_off", config.server_tokens_off)
     problems = []

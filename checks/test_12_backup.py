@@ -10,23 +10,23 @@ from nexus_deploy.verdict import no_problems
 pytestmark = [pytest.mark.precheck("BACKUP"), pytest.mark.order(12)]
 
 
-def test_backup(host, target, record_property):
+def test_backup(host, target, record_property, prefetch):
     backup, audit = str(target.backup.dir), str(target.audit.dir)
     minimum = target.backup.min_free_gb
     problems = []
-    if not host.file(backup).is_directory:
+    if not prefetch.result(host_facts.is_directory, host, backup):
         problems.append(f"backup directory {backup} does not exist")
-    elif not host_facts.is_writable_dir(host, backup):
+    elif not prefetch.result(host_facts.is_writable_dir, host, backup):
         problems.append(f"backup directory {backup} is not writable")
     else:
-        free = host_facts.free_gb(host, backup) or 0.0
+        free = prefetch.result(host_facts.free_gb, host, backup) or 0.0
         record_property("backup_free_gb", round(free, 1))
         if free < minimum:
             problems.append(
                 f"backup directory {backup} has {free:.1f} GB free, below {minimum:g} GB"
             )
-    audit_exists = host.file(audit).is_directory
-    audit_ok = audit_exists and host_facts.is_writable_dir(host, audit)
+    audit_exists = prefetch.result(host_facts.is_directory, host, audit)
+    audit_ok = audit_exists and prefetch.result(host_facts.is_writable_dir, host, audit)
     record_property("audit_dir_writable", audit_ok)
     if not audit_exists:
         problems.append(f"audit directory {audit} does not exist")

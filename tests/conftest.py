@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -46,13 +47,25 @@ def target_file(tmp_path: Path) -> Callable[..., Path]:
 def run_suite(tmp_path: Path, target_file: Callable[..., Path]) -> Callable[..., SuiteRun]:
     """Run the real deployment suite as an operator does: `pytest ...` in the repository."""
 
-    def run(*args: str, target: Path | None = None, timeout: float = 120) -> SuiteRun:
+    def run(
+        *args: str,
+        target: Path | None = None,
+        timeout: float = 120,
+        env: dict[str, str] | None = None,
+    ) -> SuiteRun:
         target = target or target_file()
         reports = tmp_path / "reports"
         # "--opt=value": a path given as a separate word would move pytest's rootdir.
         command = [sys.executable, "-m", "pytest", f"--target={target}"]
         command += [f"--reports-dir={reports}", *args]
-        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            command,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+        )
         profile = yaml.safe_load(target.read_text()) if target.exists() else None
         audit_dir = Path(profile["audit"]["dir"]) if profile else tmp_path / "audit"
         run = SuiteRun(done.returncode, done.stdout + done.stderr, reports, audit_dir)

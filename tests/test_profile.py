@@ -8,7 +8,8 @@ import pytest
 import yaml
 from suite import REPO
 
-from nexus_deploy.profile import ProfileError, load_profile, resolve_target_path
+from nexus_deploy.profile import ProfileError, load_profile
+from nexus_deploy.targets import resolve_target_path
 
 
 @pytest.mark.parametrize("name", ["sandbox", "production"])

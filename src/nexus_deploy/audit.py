@@ -67,6 +67,8 @@ def format_value(key: str, value: Value) -> str:
 def escape_controls(text: str) -> str:
     """Newlines, carriage returns and other control or separator characters, as escapes:
     one event must stay one line, however a reader splits lines."""
+    if text.isprintable():  # the common case, checked in C: no control or separator but " "
+        return text
     return "".join(_escaped(ch) if _is_control(ch) else ch for ch in text)
 
 

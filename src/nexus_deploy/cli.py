@@ -22,7 +22,8 @@ from nexus_deploy import audit
 from nexus_deploy.facts import database
 from nexus_deploy.flags import decoded, read_rows, to_json
 from nexus_deploy.lock import holder_of
-from nexus_deploy.profile import ProfileError, TargetProfile, load_profile, resolve_target_path
+from nexus_deploy.profile import ProfileError, TargetProfile, load_profile
+from nexus_deploy.targets import resolve_target_path
 
 ROOT_ENV_VAR = "NEXUS_DEPLOY_ROOT"
 

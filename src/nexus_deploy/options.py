@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from nexus_deploy.targets import TARGETS_DIR
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("nexus-deploy", "Nexus COS deployment")
@@ -78,7 +80,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     # Runs after the options are parsed and before the suite is imported: the window in which
-    # a slow probe can run for free (see nexus_deploy.prefetch).
-    from nexus_deploy.prefetch import start_early  # imported here: every pytest run loads us
+    # a slow probe can run for free (see nexus_deploy.prefetch), and in which the collector can
+    # be held off until the tests are collected (see nexus_deploy.startup_gc).
+    if not (early_config.rootpath / TARGETS_DIR).is_dir():
+        return  # another pytest run in this environment (the deployer's own tests, say)
+    from nexus_deploy import prefetch, startup_gc  # imported here: every pytest run loads us
 
-    start_early(early_config)
+    startup_gc.pause()
+    prefetch.start_early(early_config)

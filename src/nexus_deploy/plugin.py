@@ -11,7 +11,7 @@ from collections.abc import Generator
 import pytest
 from _pytest.junitxml import xml_key
 
-from nexus_deploy import report_html
+from nexus_deploy import report_html, startup_gc
 from nexus_deploy.gate import activation_stage, split_activation
 from nexus_deploy.prechecks import PENDING_KEY, WARNINGS_KEY
 from nexus_deploy.run import DeploymentRun, outcome_of
@@ -38,7 +38,12 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(report_html.HtmlHooks(run), f"{PLUGIN_NAME}-html")
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    startup_gc.resume()  # paused by the options entry point while the suite was imported
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
+    startup_gc.resume()  # in case the session ended before collection finished
     for name in (PLUGIN_NAME, f"{PLUGIN_NAME}-html"):
         plugin = config.pluginmanager.get_plugin(name)
         if plugin is not None:

@@ -1,65 +1,108 @@
-"""Slow read-only probes started early, so a precheck finds their answer waiting.
+"""Read-only fact calls made side by side before the prechecks run, which then judge them.
 
-Docker Compose v1 is a Python program that takes about 0.6 s just to print its version. Started
-while pytest is still importing the suite (``start_early``, from the options entry point) or
-else at session start, it overlaps that work instead of adding its whole time to the DOCKER
-precheck. Only facts are fetched early; judging them stays with the precheck.
+Most of a precheck's time is spent waiting: on openssl, git, nginx -T and service managers, on
+TLS handshakes, on docker and PostgreSQL. Made one after another, those waits add up to about
+0.35 s on the sandbox; started together as soon as the prechecks are collected (see
+``nexus_deploy.probes``), they overlap. Docker Compose v1 alone is a Python program that takes
+about 0.5 s to print its version, so that call starts even earlier, while pytest is still
+importing the suite (``start_early``, from the options entry point).
+
+The calls end before the first test begins (``DeploymentRun.collected`` waits for them): pytest
+changes os.environ around every test, which threads must not race. A call is known by the
+function and its arguments. ``result(f, *args)`` returns the answer of a started ``f(*args)``,
+or raises what it raised, exactly as the direct call would; a call nobody started runs on the
+spot. Only facts are fetched early: judging them stays with the precheck.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import testinfra
 import yaml
+from testinfra.host import Host
 
 from nexus_deploy import yamlfile
-from nexus_deploy.facts.host import compose_version
-from nexus_deploy.profile import TARGETS_DIR, resolve_target_path
+from nexus_deploy.facts.host import COMPOSE_COMMANDS, compose_version
+from nexus_deploy.targets import resolve_target_path
+
+T = TypeVar("T")
+
+# The calls mostly wait on other processes and sockets, so more threads than cores pay off;
+# a dozen or so calls are started per run.
+WORKERS = 6
 
 
 class Prefetch:
-    """Named background calls; ``result`` runs the call itself if it was never started."""
+    """Background fact calls, each known by its function and arguments."""
 
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nexus-prefetch")
-        self._futures: dict[str, Future[Any]] = {}
+    def __init__(self, workers: int = WORKERS) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nexus-prefetch")
+        self._futures: dict[tuple[Callable[..., Any], tuple[Hashable, ...]], Future[Any]] = {}
+        self.started_count = 0
 
-    def start(self, name: str, call: Callable[..., Any], *args: Any) -> None:
-        self._futures[name] = self._pool.submit(call, *args)
+    def start(self, call: Callable[..., Any], *args: Hashable) -> None:
+        """Begin ``call(*args)`` in the background, unless that same call has already begun."""
+        key = (call, args)
+        if key not in self._futures:
+            self._futures[key] = self._pool.submit(call, *args)
+            self.started_count += 1
 
-    def started(self, name: str) -> bool:
-        return name in self._futures
+    def result(self, call: Callable[..., T], *args: Hashable) -> T:
+        """What ``call(*args)`` returns (or raises): from the background if started, else now."""
+        future = self._futures.pop((call, args), None)
+        if future is None:
+            return call(*args)
+        answer: T = future.result()
+        return answer
 
-    def result(self, name: str, call: Callable[..., Any], *args: Any) -> Any:
-        future = self._futures.pop(name, None)
-        return future.result() if future is not None else call(*args)
+    def wait(self) -> None:
+        """Until every started call has ended (each has its own timeout)."""
+        futures.wait(list(self._futures.values()))
+
+    def unasked(self) -> list[str]:
+        """The started calls nobody asked for yet, named for a reader."""
+        return [f"{getattr(call, '__qualname__', call)}{args!r}" for call, args in self._futures]
 
     def close(self) -> None:
+        """Drop the calls not yet begun; wait for the running ones (each has its own timeout)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 PREFETCH_KEY = pytest.StashKey[Prefetch]()
 
 
-def compose_probe(host_spec: str) -> str | None:
-    return compose_version(testinfra.get_host(host_spec))
-
-
 def start_early(config: pytest.Config) -> None:
-    """Start the Compose probe before conftest.py is imported, if this is the deployment suite."""
-    root = config.rootpath
-    if not (root / TARGETS_DIR).is_dir():
-        return  # some other pytest run in this environment (the deployer's own tests, say)
-    path = resolve_target_path(config.known_args_namespace.nexus_target, root)
+    """Start the Compose probe before conftest.py is imported."""
+    path = resolve_target_path(config.known_args_namespace.nexus_target, config.rootpath)
     try:
         raw = yamlfile.load(path.read_text(encoding="utf-8"))
         host_spec = str(raw.get("host", "local://"))
     except (OSError, ValueError, AttributeError, yaml.YAMLError):
         return  # the profile is read, checked and if need be refused properly later
+    host = concurrent_host(host_spec)
+    if host is None:
+        return
     prefetch = Prefetch()
-    prefetch.start("compose", compose_probe, host_spec)
+    # testinfra caches hosts by spec: the DOCKER precheck asks with this same host object.
+    # Both forms at once, not one after the other: v1 alone takes ~0.5 s, see above.
+    for command in COMPOSE_COMMANDS:
+        prefetch.start(compose_version, host, command)
     config.stash[PREFETCH_KEY] = prefetch
+
+
+# Backends that run each command as its own process, so calls from several threads are safe.
+CONCURRENT_BACKENDS = frozenset({"local", "ssh", "safe-ssh"})
+
+
+def concurrent_host(host_spec: str) -> Host | None:
+    """The testinfra host of ``host_spec`` if its commands may run from several threads."""
+    try:
+        host = testinfra.get_host(host_spec)
+    except Exception:  # each backend fails its own way; the prechecks that use it report it
+        return None
+    return host if host.backend.NAME in CONCURRENT_BACKENDS else None

@@ -7,7 +7,6 @@ never part of a profile: they come from the environment variable or the pgpass f
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -23,10 +22,6 @@ from pydantic import (
 from testinfra.backend import BACKENDS
 
 from nexus_deploy import yamlfile
-
-TARGETS_DIR = Path("pfs") / "targets"
-TARGET_ENV_VAR = "NEXUS_TARGET"
-DEFAULT_TARGET = "sandbox"
 
 
 def _absolute(path: Path) -> Path:
@@ -188,14 +183,6 @@ class TargetProfile(_Model):
         if scheme not in BACKENDS:
             raise ValueError(f"{host!r} is not a testinfra host (backends: {', '.join(BACKENDS)})")
         return host
-
-
-def resolve_target_path(choice: str | None, deployer_root: Path) -> Path:
-    """Turn ``--target``/``NEXUS_TARGET`` (a name or a file) into a profile path."""
-    chosen = choice or os.environ.get(TARGET_ENV_VAR) or DEFAULT_TARGET
-    if chosen.endswith((".yaml", ".yml")) or os.sep in chosen:
-        return Path(chosen).expanduser().resolve()
-    return deployer_root / TARGETS_DIR / f"{chosen}.yaml"
 
 
 def load_profile(path: Path) -> TargetProfile:

@@ -18,10 +18,10 @@ import testinfra
 from nexus_deploy import __version__
 from nexus_deploy.audit import AuditLog
 from nexus_deploy.deployment import Deployment
-from nexus_deploy.facts import host as host_facts
 from nexus_deploy.gate import runtime_problems
 from nexus_deploy.prechecks import WARNINGS_KEY, Outcome, Status, Tally, precheck_name
 from nexus_deploy.prefetch import Prefetch
+from nexus_deploy.probes import start_probes
 from nexus_deploy.profile import TargetProfile
 from nexus_deploy.request import ActivationRequest
 
@@ -146,8 +146,6 @@ class DeploymentRun:
         return "precheck" if self.request is None else "deployment"
 
     def start(self) -> None:
-        if not self.prefetch.started("compose"):
-            self.prefetch.start("compose", lambda: host_facts.compose_version(self.host))
         self.files.run_dir.mkdir(parents=True, exist_ok=True)
         self.files.point_latest_here()
         self._audit, note = open_audit(
@@ -179,6 +177,12 @@ class DeploymentRun:
 
     def collected(self, items: list[pytest.Item]) -> None:
         names = [name for name in map(precheck_name, items) if name]
+        start_probes(self.prefetch, names, self.profile, self.config_dir)
+        # pytest sets and unsets PYTEST_CURRENT_TEST around every test. A thread that reads
+        # os.environ meanwhile (requests does, for proxies) or starts a process (environ is
+        # what it inherits) can fail with KeyError or EFAULT: seen here about once in 100
+        # runs. So the background calls all end before the first test begins.
+        self.prefetch.wait()
         self.audit.write("PRECHECK_START", selected=len(names), order=",".join(names) or "none")
 
     def record(self, outcome: Outcome) -> None:

@@ -14,9 +14,10 @@ import pytest
 
 from nexus_deploy.phase_config import ConfigError, load_phase_configs, step_count
 from nexus_deploy.prefetch import PREFETCH_KEY
-from nexus_deploy.profile import ProfileError, load_profile, resolve_target_path
+from nexus_deploy.profile import ProfileError, load_profile
 from nexus_deploy.request import ActivationRequest, RequestError, parse_request
 from nexus_deploy.run import DeploymentRun, RunFiles, new_run_id, open_audit
+from nexus_deploy.targets import resolve_target_path
 
 
 def build_run(config: pytest.Config) -> DeploymentRun:

@@ -41,3 +41,11 @@ def flag_table_columns(connection: psycopg.Connection[Any], table: str) -> set[s
         (table,),
     ).fetchall()
     return {str(row[0]) for row in rows}
+
+
+def flag_table_check(spec: DatabaseSpec) -> set[str]:
+    """Connect, prove the server answers ``SELECT 1``, and return the flag table's columns
+    (empty if the table is absent); raises psycopg.Error if any of it fails."""
+    with connect(spec) as connection:
+        connection.execute("SELECT 1").fetchone()
+        return flag_table_columns(connection, spec.flag_table)

@@ -22,6 +22,11 @@ def connect(url: str, timeout_s: float) -> Any:
     return docker.DockerClient(base_url=url, version="auto", timeout=timeout_s)
 
 
+def probe_engine(url: str, timeout_s: float) -> EngineState:
+    """Ping and version of the engine at ``url``; raises DockerException if it is silent."""
+    return engine_state(connect(url, timeout_s))
+
+
 def engine_state(client: Any) -> EngineState:
     started = time.perf_counter()
     client.ping()
@@ -48,3 +53,8 @@ def container_state(client: Any, name: str) -> ContainerState:
     state = container.attrs.get("State", {})
     health = state.get("Health", {}).get("Status", "none")
     return ContainerState(str(state.get("Status", "unknown")), str(health))
+
+
+def inspect_container(url: str, timeout_s: float, name: str) -> ContainerState:
+    """The container's state as the engine at ``url`` reports it."""
+    return container_state(connect(url, timeout_s), name)

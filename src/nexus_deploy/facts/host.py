@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from testinfra.host import Host
 
 GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class SystemIdentity:
+    os: str  # "linux", ...
+    distribution: str
+    release: str
+    user: str
+
+
+def system_identity(host: Host) -> SystemIdentity:
+    info = host.system_info
+    return SystemIdentity(info.type, info.distribution, info.release, host.user().name)
+
+
+def service_running(host: Host, name: str) -> bool:
+    """As the host's own service manager (systemd, else the init script) reports it."""
+    return bool(host.service(name).is_running)
 
 
 def free_gb(host: Host, path: str) -> float | None:
@@ -37,13 +57,29 @@ def missing_commands(host: Host, commands: tuple[str, ...]) -> list[str]:
     return [command for command in commands if command not in names]
 
 
-def compose_version(host: Host) -> str | None:
-    """The Compose version as the v2 plugin or the v1 ``docker-compose`` reports it, else None."""
-    for command in ("docker compose version --short", "docker-compose version --short"):
-        result = host.run(command)
-        if result.rc == 0 and result.stdout.strip():
-            return f"{command.split(' version')[0]} {result.stdout.strip()}"
+# The v2 plugin first: where both exist, it is the one an operator runs today.
+COMPOSE_COMMANDS = ("docker compose", "docker-compose")
+
+
+def compose_version(host: Host, command: str) -> str | None:
+    """What ``<command> version --short`` reports, as "<command> <version>"; None if it fails."""
+    result = host.run(f"{command} version --short")
+    if result.rc == 0 and result.stdout.strip():
+        return f"{command} {result.stdout.strip()}"
     return None
+
+
+def is_directory(host: Host, path: str) -> bool:
+    return bool(host.file(path).is_directory)
+
+
+def report_state(host: Host, path: str, completion_marker: str) -> str:
+    """A phase report: "complete" (a line is exactly the marker), "incomplete" or "missing"."""
+    document = host.file(path)
+    if not document.is_file:
+        return "missing"
+    lines = document.content_string.splitlines()
+    return "complete" if any(line.strip() == completion_marker for line in lines) else "incomplete"
 
 
 def is_writable_dir(host: Host, path: str) -> bool:

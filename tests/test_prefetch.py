@@ -1,0 +1,90 @@
+"""Fact calls started in the background: same answers as direct calls, and none wasted."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from nexus_deploy.prefetch import Prefetch
+
+
+class Counter:
+    """A fact call that counts how often it really ran, and in which thread."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, str]] = []
+
+    def __call__(self, value: int) -> int:
+        self.calls.append((value, threading.current_thread().name))
+        if value < 0:
+            raise ValueError(f"negative: {value}")
+        return value * 2
+
+
+def test_a_started_call_answers_from_the_background_and_runs_once():
+    count = Counter()
+    prefetch = Prefetch()
+    prefetch.start(count, 21)
+    prefetch.start(count, 21)  # the same call again: not run twice
+    assert prefetch.result(count, 21) == 42
+    prefetch.close()
+    assert len(count.calls) == 1
+    assert count.calls[0][1].startswith("nexus-prefetch")
+    assert prefetch.started_count == 1
+    assert prefetch.unasked() == []
+
+
+def test_a_call_nobody_started_runs_on_the_spot_and_other_arguments_are_other_calls():
+    count = Counter()
+    prefetch = Prefetch()
+    prefetch.start(count, 1)
+    assert prefetch.result(count, 2) == 4
+    prefetch.close()
+    assert sorted(value for value, _ in count.calls) == [1, 2]
+    assert (2, threading.current_thread().name) in count.calls
+    assert len(prefetch.unasked()) == 1 and "(1,)" in prefetch.unasked()[0]
+
+
+def test_an_exception_in_the_background_is_raised_where_the_answer_is_asked_for():
+    count = Counter()
+    prefetch = Prefetch()
+    prefetch.start(count, -1)
+    with pytest.raises(ValueError, match="negative: -1"):
+        prefetch.result(count, -1)
+    prefetch.close()
+
+
+REPORTER = """
+import json, os
+from pathlib import Path
+from nexus_deploy.plugin import RUN_KEY
+
+def pytest_unconfigure(config):
+    prefetch = config.stash[RUN_KEY].prefetch
+    report = {"started": prefetch.started_count, "unasked": prefetch.unasked()}
+    Path(os.environ["PREFETCH_REPORT"]).write_text(json.dumps(report))
+"""
+
+
+@pytest.mark.usefixtures("sandbox_up")
+def test_every_call_started_for_the_healthy_prechecks_is_asked_for_by_its_precheck(
+    run_suite, tmp_path: Path
+):
+    """nexus_deploy.probes lists each precheck's calls as the precheck makes them: on the
+    healthy sandbox, where every check reads every fact, none is left unasked."""
+    (tmp_path / "prefetch_reporter.py").write_text(REPORTER, encoding="utf-8")
+    report = tmp_path / "prefetch.json"
+    run = run_suite(
+        "-m",
+        "precheck",
+        "-p",
+        "prefetch_reporter",
+        env={"PYTHONPATH": str(tmp_path), "PREFETCH_REPORT": str(report)},
+    )
+    assert run.rc == 0, run.output
+    found = json.loads(report.read_text(encoding="utf-8"))
+    assert found["unasked"] == []
+    assert found["started"] >= 20, found  # every listed call of the twelve, plus Compose
