@@ -55,13 +55,18 @@ def certificate_problems(host, spec, timeout, record_property, prefetch):
     if not cert.matches_hostname:
         problems.append(f"certificate {spec.certificate} is not valid for {spec.hostname}")
     try:
-        served = prefetch.result(tls.served_fingerprint, spec.tls_endpoint, spec.hostname, timeout)
+        served = prefetch.result(tls.served_endpoint, spec.tls_endpoint, spec.hostname, timeout)
     except OSError as exc:
         return [*problems, f"TLS endpoint {spec.tls_endpoint} unreachable: {exc}"]
-    record_property("served_matches_file", served == cert.fingerprint)
-    if served != cert.fingerprint:
+    record_property("served_matches_file", served.fingerprint == cert.fingerprint)
+    record_property("server_header", served.server_header or "none")
+    if served.fingerprint != cert.fingerprint:
         problems.append(
             f"{spec.tls_endpoint} serves a different certificate than {spec.certificate}"
+        )
+    if tls.announces_version(served.server_header):
+        problems.append(
+            f"{spec.tls_endpoint} announces its version (Server: {served.server_header})"
         )
     return problems
 
@@ -77,6 +82,11 @@ def nginx_problems(host, spec, record_property, prefetch):
     if config.legacy_protocols:
         legacy = ", ".join(sorted(config.legacy_protocols))
         problems.append(f"nginx config {spec.nginx_config} enables {legacy}")
-    if not config.server_tokens_off:
+    turned_on = sorted(set(config.server_tokens) - {"off"})
+    if turned_on:
+        problems.append(
+            f"nginx config {spec.nginx_config} sets server_tokens {', '.join(turned_on)}"
+        )
+    elif not config.server_tokens_off:
         problems.append(f"nginx config {spec.nginx_config} does not set server_tokens off")
     return problems

@@ -179,7 +179,7 @@ http {{
     fastcgi_temp_path {dir}/fastcgi;
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
-    ssl_protocols TLSv1 TLSv1.1 TLSv1.2;
+    ssl_protocols {protocols};
     server_tokens off;
 {servers}}}
 """
@@ -195,6 +195,17 @@ LEGACY_TLS_SERVER = """\
     }}
 """
 
+# Off for all of http, on again in one server: that server shows nginx's version.
+VERSION_BANNER_SERVER = """\
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        server_tokens on;
+        return 200 "banner\\n";
+    }}
+"""
+
 
 def legacy_nginx_conf(directory: Path, port: int | None = None) -> Path:
     """A complete nginx.conf that enables TLS 1.0 and 1.1; with ``port``, a TLS server on it
@@ -202,8 +213,20 @@ def legacy_nginx_conf(directory: Path, port: int | None = None) -> Path:
     servers = ""
     if port is not None:
         servers = LEGACY_TLS_SERVER.format(port=port, cert=SANDBOX_CERT, key=SANDBOX_KEY)
+    return write_nginx_conf(directory, "TLSv1 TLSv1.1 TLSv1.2", servers)
+
+
+def version_banner_nginx_conf(directory: Path, port: int) -> Path:
+    """A complete nginx.conf, TLS 1.2+ only, with server_tokens off for http and on again in
+    a TLS server on ``port`` serving the sandbox certificate."""
+    server = VERSION_BANNER_SERVER.format(port=port, cert=SANDBOX_CERT, key=SANDBOX_KEY)
+    return write_nginx_conf(directory, "TLSv1.2 TLSv1.3", server)
+
+
+def write_nginx_conf(directory: Path, protocols: str, servers: str) -> Path:
     conf = directory / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=directory, servers=servers), encoding="utf-8")
+    text = NGINX_CONF.format(dir=directory, protocols=protocols, servers=servers)
+    conf.write_text(text, encoding="utf-8")
     return conf
 
 
@@ -214,6 +237,15 @@ def legacy_tls_nginx(directory: Path) -> Iterator[str]:
     conf = legacy_nginx_conf(directory, port)
     with running(["nginx", "-c", conf, "-g", "daemon off;"], port, directory / "nginx.out"):
         yield f"127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def version_banner_nginx(directory: Path) -> Iterator[tuple[str, Path]]:
+    """A second real nginx, in the foreground, whose TLS server announces its version."""
+    port = closed_port()
+    conf = version_banner_nginx_conf(directory, port)
+    with running(["nginx", "-c", conf, "-g", "daemon off;"], port, directory / "nginx.out"):
+        yield f"127.0.0.1:{port}", conf
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ from faults import (
     silent_listener,
     silent_unix_socket,
     stopped_service,
+    version_banner_nginx,
     write_certificate,
 )
 from suite import REPO, AuditEvent, SuiteRun, parse_audit
@@ -376,6 +377,25 @@ def test_security_fails_on_an_endpoint_completing_legacy_handshakes(run_check, t
     fields = audit_event(run, "PRECHECK_SECURITY").fields
     assert fields["served_matches_file"] == "true"
     assert fields["legacy_tls_accepted"] == "TLSv1,TLSv1.1"
+
+
+def test_security_fails_on_a_server_block_that_turns_server_tokens_on_again(run_check, tmp_path):
+    # http says off, one server says on: the config check names it, and the live endpoint of
+    # that server shows the version in its Server header.
+    with version_banner_nginx(tmp_path) as (endpoint, conf):
+        run = run_check(
+            "SECURITY", {"security.nginx_config": str(conf), "security.tls_endpoint": endpoint}
+        )
+    message = assert_red(
+        run,
+        "SECURITY",
+        f"nginx config {conf} sets server_tokens on",
+        f"{endpoint} announces its version (Server: nginx/",
+    )
+    assert "TLSv1" not in message and "different certificate" not in message
+    fields = audit_event(run, "PRECHECK_SECURITY").fields
+    assert fields["server_tokens_off"] == "false"
+    assert fields["server_header"].startswith("nginx/")
 
 
 # --- BACKUP -----------------------------------------------------------------------------------

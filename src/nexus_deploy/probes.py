@@ -90,7 +90,7 @@ def deployer_calls(name: str, profile: TargetProfile, config_dir: Path) -> list[
     if name == "SECURITY":
         security, timeout = profile.security, profile.gateway.timeout_s
         endpoint = (security.tls_endpoint, security.hostname, timeout)
-        return [(tls.served_fingerprint, endpoint), (tls.legacy_versions_accepted, endpoint)]
+        return [(tls.served_endpoint, endpoint), (tls.legacy_versions_accepted, endpoint)]
     return []
 
 

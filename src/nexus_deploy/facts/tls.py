@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import socket
 import ssl
 import warnings
@@ -71,8 +72,15 @@ def _split(endpoint: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def served_fingerprint(endpoint: str, server_name: str, timeout_s: float) -> str:
-    """sha256 of the certificate the live endpoint presents (compared, not trusted, here)."""
+@dataclass(frozen=True)
+class ServedEndpoint:
+    fingerprint: str  # sha256 of the certificate presented
+    server_header: str  # the Server header of its HTTP answer, "" if none
+
+
+def served_endpoint(endpoint: str, server_name: str, timeout_s: float) -> ServedEndpoint:
+    """What the live endpoint presents: its certificate (compared, not trusted, here) and, to
+    one HEAD request, its Server header, which shows whether it announces its version."""
     # Not create_default_context(): loading the system's CA store costs ~50 ms, for nothing.
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
@@ -82,9 +90,36 @@ def served_fingerprint(endpoint: str, server_name: str, timeout_s: float) -> str
         context.wrap_socket(raw, server_hostname=server_name) as tls,
     ):
         der = tls.getpeercert(binary_form=True)
+        request = f"HEAD / HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n"
+        tls.sendall(request.encode("ascii"))
+        head = read_head(tls)
     if der is None:
         raise ssl.SSLError(f"{endpoint} presented no certificate")
-    return hashlib.sha256(der).hexdigest()
+    return ServedEndpoint(hashlib.sha256(der).hexdigest(), header_value(head, "server"))
+
+
+def read_head(connection: ssl.SSLSocket, limit: int = 16384) -> str:
+    """The status line and headers of an HTTP answer (up to the blank line or ``limit``)."""
+    data = b""
+    while b"\r\n\r\n" not in data and len(data) < limit:
+        chunk = connection.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+
+
+def header_value(head: str, name: str) -> str:
+    for line in head.split("\r\n")[1:]:
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name:
+            return value.strip()
+    return ""
+
+
+def announces_version(server_header: str) -> bool:
+    """``nginx/1.22.1`` does, ``nginx`` does not."""
+    return re.search(r"/\s*\d", server_header) is not None
 
 
 def legacy_versions_accepted(endpoint: str, server_name: str, timeout_s: float) -> list[str]:
