@@ -125,3 +125,34 @@ def background() -> Iterator[Callable[..., subprocess.Popen[str]]]:
         if process.poll() is None:
             process.kill()
         process.communicate(timeout=10)
+
+
+LOCK_HOLDER = """
+import sys, time
+from pathlib import Path
+import psycopg
+from nexus_deploy.lock import ADVISORY_KEY, DeploymentLock
+connection = psycopg.connect(
+    host="127.0.0.1", port=55432, dbname="nexus", user="nexus",
+    passfile="/var/lib/nexus-sandbox/pgpass", autocommit=True,
+    application_name="tests lock holder",
+)
+if sys.argv[2] == "both":
+    lock = DeploymentLock(connection, Path(sys.argv[1]), {"run_id": "tests-lock-holder"})
+    lock.acquire(30)  # kept referenced: the host lock lives as long as its open file
+else:  # a deployer on another host: only the database lock is shared
+    connection.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_KEY,))
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.fixture
+def lock_holder(background) -> Callable[..., subprocess.Popen[str]]:
+    """Start a real second process that holds the deployment lock until the test ends."""
+
+    def start(lock_file: Path, which: str = "both") -> subprocess.Popen[str]:
+        command = [sys.executable, "-c", LOCK_HOLDER, str(lock_file), which]
+        return background(command, ready="locked")
+
+    return start

@@ -371,7 +371,7 @@ print("released", flush=True)
 
 
 @pytest.fixture
-def lock_holder(background):
+def timed_lock_holder(background):
     """Start a second real process that holds the deployment lock; killed at teardown."""
 
     def start(audit_dir: Path, hold_s: float, wait_for_contender: bool = False):
@@ -383,10 +383,10 @@ def lock_holder(background):
 
 
 def test_held_lock_refuses_activation_naming_the_holder(
-    run_suite, target_file, clean_flags, lock_holder, tmp_path
+    run_suite, target_file, clean_flags, timed_lock_holder, tmp_path
 ):
     target = target_file()
-    lock_holder(tmp_path / "audit", hold_s=600)
+    timed_lock_holder(tmp_path / "audit", hold_s=600)
     before = flag_rows(clean_flags)
     run = run_suite(*ACTIVATE, target=target)
     after = flag_rows(clean_flags)
@@ -410,10 +410,10 @@ def test_held_lock_refuses_activation_naming_the_holder(
 
 
 def test_lock_timeout_waits_for_the_holder_then_commits(
-    run_suite, target_file, clean_flags, lock_holder, tmp_path
+    run_suite, target_file, clean_flags, timed_lock_holder, tmp_path
 ):
     target = target_file()
-    holder = lock_holder(tmp_path / "audit", hold_s=1.0, wait_for_contender=True)
+    holder = timed_lock_holder(tmp_path / "audit", hold_s=1.0, wait_for_contender=True)
     run = run_suite(*ACTIVATE, "--lock-timeout", "5", target=target)
     out, err = holder.communicate(timeout=30)
     assert "contender started" in out and "released" in out, err

@@ -205,3 +205,37 @@ def test_launch_global_without_confirm_shows_the_prerequisite_refusal(ctl, clean
     names = events(log)
     assert "FLAG_SET" not in names and "LOCK_ACQUIRED" not in names
     assert not list(ctl.audit_dir.glob("rollback-*"))
+
+
+def lock_line(status: subprocess.CompletedProcess[str]) -> str:
+    match = re.search(r"^lock\s*: (.*)$", status.stdout, re.MULTILINE)
+    assert match, status.stdout + status.stderr
+    return match[1]
+
+
+def test_status_names_the_lock_holder_and_says_free_once_it_has_died(ctl, lock_holder):
+    lock_file = ctl.audit_dir / ".deploy.lock"
+    assert lock_line(ctl("status")) == "free"
+
+    holder = lock_holder(lock_file)
+    held = lock_line(ctl("status"))
+    assert held.startswith("database session tests lock holder pid "), held
+    assert '"run_id": "tests-lock-holder"' in held  # what the holder wrote in the host lock
+
+    holder.kill()
+    holder.wait(timeout=10)
+    # The file keeps the dead holder's words, but no process holds its flock any more, and
+    # PostgreSQL drops the advisory lock with the session (a moment after the socket closes).
+    assert "tests-lock-holder" in lock_file.read_text(encoding="utf-8")
+    for _ in range(50):
+        if lock_line(ctl("status")) == "free":
+            break
+        time.sleep(0.1)
+    assert lock_line(ctl("status")) == "free"
+
+
+def test_status_names_a_holder_on_another_host_by_its_database_session_alone(ctl, lock_holder):
+    lock_holder(ctl.audit_dir / ".deploy.lock", "database")
+    held = lock_line(ctl("status"))
+    assert held.startswith("database session tests lock holder pid "), held
+    assert "host lock" not in held

@@ -86,7 +86,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"marketplace  : step {flags.get('marketplace.step', 0)}"
           f" ({'open' if flags.get('marketplace.enabled') else 'off'})")  # fmt: skip
     print(f"launch mode  : {flags.get('launch.mode', 'founder (never launched)')}")
-    print(f"lock         : {holder if 'database session' in holder else 'free'}")
+    print(f"lock         : {holder if holder.held else 'free'}")
     for key in sorted(flags):
         print(f"  {key} = {to_json(flags[key])}")
     return 0

@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,7 +26,26 @@ class LockDenied(Exception):
     """Another deployment holds the lock; the message names the holder."""
 
 
-def holder_of(connection: psycopg.Connection[Any], lock_file: Path) -> str:
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds the lock: the database session with the advisory lock, and what the holder
+    of the host file lock wrote in it. Either alone means held (a deployer on another host
+    shares only the database lock)."""
+
+    session: str | None = None
+    host_lock: str | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.session is not None or self.host_lock is not None
+
+    def __str__(self) -> str:
+        parts = [f"database session {self.session}"] if self.session else []
+        parts += [f"host lock {self.host_lock}"] if self.host_lock is not None else []
+        return "; ".join(parts) or "nobody"
+
+
+def holder_of(connection: psycopg.Connection[Any], lock_file: Path) -> LockHolder:
     """Who holds the lock, as PostgreSQL and the host lock file tell it."""
     row = connection.execute(
         "SELECT a.application_name, a.pid, a.backend_start::text FROM pg_locks l "
@@ -33,12 +53,24 @@ def holder_of(connection: psycopg.Connection[Any], lock_file: Path) -> str:
         "AND l.classid = 0 AND l.objid = %s AND l.granted LIMIT 1",
         (ADVISORY_KEY,),
     ).fetchone()
-    parts = []
-    if row:
-        parts.append(f"database session {row[0] or '(unnamed)'} pid {row[1]} since {row[2]}")
-    with contextlib.suppress(OSError):
-        parts.append("host lock " + lock_file.read_text(encoding="utf-8").strip())
-    return "; ".join(parts) or "unknown holder"
+    session = f"{row[0] or '(unnamed)'} pid {row[1]} since {row[2]}" if row else None
+    return LockHolder(session, host_lock_content(lock_file))
+
+
+def host_lock_content(lock_file: Path) -> str | None:
+    """What the holder wrote in the host lock file, if a live process holds its flock; a file
+    left by a process that died is not held (the kernel dropped its flock)."""
+    try:
+        handle = lock_file.open(encoding="utf-8")
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return handle.read().strip()
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return None
 
 
 class DeploymentLock:
@@ -59,7 +91,7 @@ class DeploymentLock:
             if self._try_once():
                 return
             if time.monotonic() >= deadline:
-                raise LockDenied(holder_of(self.connection, self.lock_file))
+                raise LockDenied(str(holder_of(self.connection, self.lock_file)))
             time.sleep(0.2)
 
     def _try_once(self) -> bool:
