@@ -121,9 +121,20 @@ class Shut:
     audit: dict[str, dict[str, str]] = field(default_factory=dict)  # event -> field -> substring
     output: tuple[str, ...] = ()
     prior: tuple[str, ...] = ()  # --lf: the arguments of an earlier run whose DISK failed
+    plugin: str = ""  # the source of a pytest plugin the run loads with -p
 
 
 REFUSED_DISK = "activation refused: prechecks failed: DISK"
+# A precheck that passes and then fails in teardown (its fixture cannot clean up) has failed.
+TEARDOWN_FAULT = """
+import pytest
+
+@pytest.fixture(autouse=True)
+def disk_cleanup_fails(request):
+    yield
+    if request.node.name == "test_disk":
+        raise OSError("cannot remove the disk probe")
+"""
 # A profile asking for testinfra's paramiko backend, which this deployer does not install:
 # the host fixture raises while setting up every precheck that uses it.
 SETUP_ERROR = "You must install paramiko package"
@@ -183,6 +194,24 @@ SHUT = {
             "GATE_CLOSED": {"reason": "prechecks failed: DISK"},
         },
     ),
+    "precheck-teardown-error": Shut(
+        (),
+        why="prechecks failed: DISK",
+        rc=1,
+        plugin=TEARDOWN_FAULT,
+        cases={
+            "test_disk": ("error", "cannot remove the disk probe"),
+            "test_plan": ("error", REFUSED_DISK),
+        },
+        audit={
+            "PRECHECK_DISK": {
+                "status": "FAIL",
+                "reason": "error in teardown: OSError: cannot remove the disk probe",
+            },
+            "PRECHECK_MEMORY": {"status": "PASS"},
+            "PRECHECK_END": {"failed": "1"},
+        },
+    ),
     "precheck-setup-error": Shut(
         (),
         why="prechecks failed: SYSTEM, SERVICES, DOCKER, DISK",
@@ -217,7 +246,12 @@ def test_gate_stays_shut_and_says_why(run_suite, target_file, clean_flags, tmp_p
         prior = run_suite("-o", cache, *case.prior, target=target_file(prior_audit, "prior.yaml"))
         assert prior.rc == 1, prior.output
         args = ("-o", cache, *args)
-    run = run_suite(*ACTIVATE, *PATIENT, *args, target=target)
+    env = {}
+    if case.plugin:
+        (tmp_path / "shut_plugin.py").write_text(case.plugin, encoding="utf-8")
+        args = ("-p", "shut_plugin", *args)
+        env = {"PYTHONPATH": str(tmp_path)}
+    run = run_suite(*ACTIVATE, *PATIENT, *args, target=target, env=env)
     after = flag_rows(clean_flags)
     run_id = run_id_of(run)
     events = deployment_log(run)
