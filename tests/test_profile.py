@@ -82,6 +82,8 @@ def test_an_unknown_host_backend_is_refused(tmp_path):
         (("database", "password_env"), "X; rm -rf /", "database.password_env"),
         (("docker", "min_api_version"), "one.forty", "docker.min_api_version"),
         (("gateway", "health_path"), "health", "gateway.health_path"),
+        (("security", "hostname"), "localhost\r\nX-Injected: 1", "security.hostname"),
+        (("security", "hostname"), "-checkhost", "security.hostname"),
     ],
 )
 def test_fields_that_reach_a_shell_or_a_path_are_checked(tmp_path, field, value, named):

@@ -36,6 +36,8 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 AbsolutePath = Annotated[Path, AfterValidator(_absolute)]
 EnvVarName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 Seconds = Annotated[float, Field(gt=0, le=120)]
+# A DNS name: it reaches openssl's command line, the TLS SNI and an HTTP Host header.
+HostName = Annotated[str, Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")]
 
 
 class ProfileError(Exception):
@@ -132,7 +134,7 @@ class PreviousPhasesSpec(_Model):
 class SecuritySpec(_Model):
     certificate: AbsolutePath
     key: AbsolutePath
-    hostname: str
+    hostname: HostName
     min_days_valid: int = Field(default=30, ge=0)
     nginx_config: Path = Path("/etc/nginx/nginx.conf")
     tls_endpoint: str  # host:port of the live TLS listener

@@ -75,7 +75,7 @@ def _split(endpoint: str) -> tuple[str, int]:
 @dataclass(frozen=True)
 class ServedEndpoint:
     fingerprint: str  # sha256 of the certificate presented
-    server_header: str  # the Server header of its HTTP answer, "" if none
+    server_header: str  # the Server header of its HTTP answer, "" if none or no answer
 
 
 def served_endpoint(endpoint: str, server_name: str, timeout_s: float) -> ServedEndpoint:
@@ -91,8 +91,11 @@ def served_endpoint(endpoint: str, server_name: str, timeout_s: float) -> Served
     ):
         der = tls.getpeercert(binary_form=True)
         request = f"HEAD / HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n"
-        tls.sendall(request.encode("ascii"))
-        head = read_head(tls)
+        try:
+            tls.sendall(request.encode("ascii"))
+            head = read_head(tls)
+        except OSError:  # no HTTP answer in time: the certificate is still what it served
+            head = ""
     if der is None:
         raise ssl.SSLError(f"{endpoint} presented no certificate")
     return ServedEndpoint(hashlib.sha256(der).hexdigest(), header_value(head, "server"))
