@@ -140,6 +140,13 @@ connection = psycopg.connect(
 if sys.argv[2] == "both":
     lock = DeploymentLock(connection, Path(sys.argv[1]), {"run_id": "tests-lock-holder"})
     lock.acquire(30)  # kept referenced: the host lock lives as long as its open file
+elif sys.argv[2] == "file":  # a deployer between taking the host lock and the database one
+    import fcntl
+    Path(sys.argv[1]).parent.mkdir(parents=True, exist_ok=True)
+    handle = open(sys.argv[1], "w")
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    handle.write('{"run_id": "tests-file-lock-holder"}\\n')
+    handle.flush()
 else:  # a deployer on another host: only the database lock is shared
     connection.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_KEY,))
 print("locked", flush=True)

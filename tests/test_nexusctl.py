@@ -235,7 +235,16 @@ def test_status_names_the_lock_holder_and_says_free_once_it_has_died(ctl, lock_h
 
 
 def test_status_names_a_holder_on_another_host_by_its_database_session_alone(ctl, lock_holder):
-    lock_holder(ctl.audit_dir / ".deploy.lock", "database")
+    lock_file = ctl.audit_dir / ".deploy.lock"
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    lock_file.write_text('{"run_id": "DEAD-RUN"}\n')  # left by a deployer that was killed
+    lock_holder(lock_file, "database")
     held = lock_line(ctl("status"))
     assert held.startswith("database session tests lock holder pid "), held
-    assert "host lock" not in held
+    assert "host lock" not in held and "DEAD-RUN" not in held
+
+
+def test_status_names_a_holder_of_the_host_lock_alone(ctl, lock_holder):
+    lock_holder(ctl.audit_dir / ".deploy.lock", "file")
+    held = lock_line(ctl("status"))
+    assert held == 'host lock {"run_id": "tests-file-lock-holder"}', held
