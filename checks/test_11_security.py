@@ -1,5 +1,5 @@
 """Precheck 11, SECURITY: a valid certificate that matches its key and host, served live, and
-nginx configured without legacy TLS."""
+nginx configured without legacy TLS and without announcing its version."""
 
 from __future__ import annotations
 
@@ -11,21 +11,28 @@ from nexus_deploy.verdict import no_problems
 pytestmark = [pytest.mark.precheck("SECURITY"), pytest.mark.order(11)]
 
 
-def test_security(host, target, record_property, prefetch):
+def test_security(host, target, record_property, prefetch, precheck_warning):
     spec = target.security
     timeout = target.gateway.timeout_s
-    problems = certificate_problems(host, spec, timeout, record_property, prefetch)
+    endpoint = (spec.tls_endpoint, spec.hostname, timeout)
+    problems = []
+    try:
+        served = prefetch.result(tls.served_endpoint, *endpoint)
+    except OSError as exc:
+        served = None
+        problems.append(f"TLS endpoint {spec.tls_endpoint} unreachable: {exc}")
+    problems += certificate_problems(host, spec, served, record_property, prefetch)
+    if served is not None:
+        problems += server_header_problems(spec, served, timeout, record_property, precheck_warning)
     problems += nginx_problems(host, spec, record_property, prefetch)
-    accepted = prefetch.result(
-        tls.legacy_versions_accepted, spec.tls_endpoint, spec.hostname, timeout
-    )
+    accepted = prefetch.result(tls.legacy_versions_accepted, *endpoint)
     record_property("legacy_tls_accepted", ",".join(accepted) or "none")
     if accepted:
         problems.append(f"{spec.tls_endpoint} completes handshakes with {', '.join(accepted)}")
     no_problems(problems)
 
 
-def certificate_problems(host, spec, timeout, record_property, prefetch):
+def certificate_problems(host, spec, served, record_property, prefetch):
     """The certificate file: parse, expiry, key, hostname, and whether the endpoint serves it."""
     try:
         cert = prefetch.result(
@@ -54,21 +61,29 @@ def certificate_problems(host, spec, timeout, record_property, prefetch):
         problems.append(f"certificate {spec.certificate} does not match key {spec.key}")
     if not cert.matches_hostname:
         problems.append(f"certificate {spec.certificate} is not valid for {spec.hostname}")
-    try:
-        served = prefetch.result(tls.served_endpoint, spec.tls_endpoint, spec.hostname, timeout)
-    except OSError as exc:
-        return [*problems, f"TLS endpoint {spec.tls_endpoint} unreachable: {exc}"]
-    record_property("served_matches_file", served.fingerprint == cert.fingerprint)
-    record_property("server_header", served.server_header or "none")
-    if served.fingerprint != cert.fingerprint:
-        problems.append(
-            f"{spec.tls_endpoint} serves a different certificate than {spec.certificate}"
-        )
-    if tls.announces_version(served.server_header):
-        problems.append(
-            f"{spec.tls_endpoint} announces its version (Server: {served.server_header})"
-        )
+    if served is not None:
+        record_property("served_matches_file", served.fingerprint == cert.fingerprint)
+        if served.fingerprint != cert.fingerprint:
+            problems.append(
+                f"{spec.tls_endpoint} serves a different certificate than {spec.certificate}"
+            )
     return problems
+
+
+def server_header_problems(spec, served, timeout, record_property, precheck_warning):
+    """The live endpoint's answer to HEAD must not name nginx's version (server_tokens)."""
+    if served.server_header is None:
+        record_property("server_header", "no answer")
+        precheck_warning(
+            f"{spec.tls_endpoint} gave no HTTP answer within {timeout:g} s: "
+            "whether it announces its version is unknown"
+        )
+        return []
+    shown = served.server_header[:120]  # the server's own text, into the audit and reports
+    record_property("server_header", shown or "none")
+    if tls.announces_version(served.server_header):
+        return [f"{spec.tls_endpoint} announces its version (Server: {shown})"]
+    return []
 
 
 def nginx_problems(host, spec, record_property, prefetch):

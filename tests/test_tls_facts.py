@@ -7,7 +7,8 @@ import hashlib
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -40,32 +41,71 @@ def test_a_version_is_a_slash_followed_by_digits(header, announces):
 
 
 @contextlib.contextmanager
-def tls_listener_that_never_answers(cert: Path, key: Path) -> Iterator[str]:
-    """A real TLS server on loopback: completes each handshake, then says nothing."""
+def tls_listener(cert: Path, key: Path, answer: Callable[[ssl.SSLSocket], None]) -> Iterator[str]:
+    """A real TLS server on loopback for one connection: the handshake, then ``answer``, then
+    silence until the test is done with it."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
+    done = threading.Event()
 
     def serve() -> None:
         connection, _ = listener.accept()
-        with context.wrap_socket(connection, server_side=True):
-            stop.wait(10)
+        with context.wrap_socket(connection, server_side=True) as tls:
+            with contextlib.suppress(OSError):
+                answer(tls)
+            done.wait(20)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
         yield f"127.0.0.1:{listener.getsockname()[1]}"
     finally:
-        stop.set()
-        thread.join(10)
+        done.set()
+        thread.join(20)
         listener.close()
+
+
+def silence(tls: ssl.SSLSocket) -> None:
+    pass
+
+
+def headers_then_stall(tls: ssl.SSLSocket) -> None:
+    tls.sendall(b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\n")  # no blank line: unfinished
+
+
+def drip(tls: ssl.SSLSocket) -> None:
+    """The whole answer, one byte every 0.2 s: about 9 s in all."""
+    for byte in b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\n\r\n":
+        tls.sendall(bytes([byte]))
+        time.sleep(0.2)
+
+
+def fingerprint_of(cert: Path) -> str:
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(cert.read_text(encoding="utf-8"))).hexdigest()
 
 
 def test_an_endpoint_silent_after_the_handshake_still_shows_its_certificate(tmp_path):
     cert, key = write_certificate(tmp_path, "silent")
-    with tls_listener_that_never_answers(cert, key) as endpoint:
+    with tls_listener(cert, key, silence) as endpoint:
         served = served_endpoint(endpoint, "localhost", timeout_s=0.5)
-    der = ssl.PEM_cert_to_DER_cert(cert.read_text(encoding="utf-8"))
-    assert served.fingerprint == hashlib.sha256(der).hexdigest()
-    assert served.server_header == ""  # no answer to HEAD within the timeout: unknown, not a fault
+    assert served.fingerprint == fingerprint_of(cert)
+    assert served.server_header is None  # no answer at all: unknown, told apart from "none"
+
+
+def test_headers_that_came_before_a_stall_are_kept(tmp_path):
+    cert, key = write_certificate(tmp_path, "stall")
+    with tls_listener(cert, key, headers_then_stall) as endpoint:
+        served = served_endpoint(endpoint, "localhost", timeout_s=0.5)
+    assert served.server_header == "nginx/1.22.1"
+    assert announces_version(served.server_header)
+
+
+def test_the_timeout_bounds_the_whole_answer_not_each_read(tmp_path):
+    # Each byte comes well within the timeout; the whole answer does not. Read per recv, the
+    # call would wait out the drip (~9 s) and see the Server line; bounded as a whole, it stops
+    # after 0.5 s, before that line has come.
+    cert, key = write_certificate(tmp_path, "drip")
+    with tls_listener(cert, key, drip) as endpoint:
+        served = served_endpoint(endpoint, "localhost", timeout_s=0.5)
+    assert served.server_header == ""

@@ -7,6 +7,7 @@ import hashlib
 import re
 import socket
 import ssl
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -75,7 +76,7 @@ def _split(endpoint: str) -> tuple[str, int]:
 @dataclass(frozen=True)
 class ServedEndpoint:
     fingerprint: str  # sha256 of the certificate presented
-    server_header: str  # the Server header of its HTTP answer, "" if none or no answer
+    server_header: str | None  # of its answer to HEAD ("" if it has none); None: no answer
 
 
 def served_endpoint(endpoint: str, server_name: str, timeout_s: float) -> ServedEndpoint:
@@ -91,24 +92,34 @@ def served_endpoint(endpoint: str, server_name: str, timeout_s: float) -> Served
     ):
         der = tls.getpeercert(binary_form=True)
         request = f"HEAD / HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n"
-        try:
-            tls.sendall(request.encode("ascii"))
-            head = read_head(tls)
-        except OSError:  # no HTTP answer in time: the certificate is still what it served
-            head = ""
+        head = read_head(tls, request.encode("ascii"), time.monotonic() + timeout_s)
     if der is None:
         raise ssl.SSLError(f"{endpoint} presented no certificate")
-    return ServedEndpoint(hashlib.sha256(der).hexdigest(), header_value(head, "server"))
+    server = None if head is None else header_value(head, "server")
+    return ServedEndpoint(hashlib.sha256(der).hexdigest(), server)
 
 
-def read_head(connection: ssl.SSLSocket, limit: int = 16384) -> str:
-    """The status line and headers of an HTTP answer (up to the blank line or ``limit``)."""
+def read_head(
+    connection: ssl.SSLSocket, request: bytes, deadline: float, limit: int = 16384
+) -> str | None:
+    """Send ``request``; the status line and headers of the answer, as far as they came by
+    ``deadline`` (one bound for the whole answer, not per read); None if nothing came."""
     data = b""
-    while b"\r\n\r\n" not in data and len(data) < limit:
-        chunk = connection.recv(4096)
-        if not chunk:
-            break
-        data += chunk
+    try:
+        connection.sendall(request)
+        while b"\r\n\r\n" not in data and len(data) < limit:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            connection.settimeout(remaining)
+            chunk = connection.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        pass  # a stall or a reset: what came before it is still what the server said
+    if not data:
+        return None
     return data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
 
 
@@ -120,9 +131,9 @@ def header_value(head: str, name: str) -> str:
     return ""
 
 
-def announces_version(server_header: str) -> bool:
+def announces_version(server_header: str | None) -> bool:
     """``nginx/1.22.1`` does, ``nginx`` does not."""
-    return re.search(r"/\s*\d", server_header) is not None
+    return server_header is not None and re.search(r"/\s*\d", server_header) is not None
 
 
 def legacy_versions_accepted(endpoint: str, server_name: str, timeout_s: float) -> list[str]:
