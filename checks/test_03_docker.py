@@ -26,10 +26,12 @@ def test_docker(host, target, record_property, prefetch):
         api, minimum = engine.api_version, spec.min_api_version
         if docker_engine.version_tuple(api) < docker_engine.version_tuple(minimum):
             problems.append(f"docker API version {api} is below the minimum {minimum}")
-    versions = [
+    # In order, stopping at the first that answers: with no facts gathered beforehand (a
+    # backend not run from threads), v1 is not started at all where v2 answers.
+    versions = (
         prefetch.result(host_facts.compose_version, host, command)
         for command in host_facts.COMPOSE_COMMANDS
-    ]
+    )
     compose = next((version for version in versions if version), None)
     record_property("compose", compose or "missing")
     if compose is None:

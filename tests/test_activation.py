@@ -43,7 +43,6 @@ MARKETPLACE_KEYS = [
 SOAK_DAYS = 7
 STALE_DB = "nexus_stale"
 
-# A second deployer process, as far as the lock is concerned: both locks, held until killed.
 # --- reading what a run left behind -------------------------------------------------------
 
 

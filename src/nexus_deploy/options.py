@@ -87,4 +87,5 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     from nexus_deploy import prefetch, startup_gc  # imported here: every pytest run loads us
 
     startup_gc.pause()
+    early_config.add_cleanup(startup_gc.resume)  # if collection never finishes
     prefetch.start_early(early_config)

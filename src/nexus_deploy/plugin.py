@@ -38,12 +38,13 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(report_html.HtmlHooks(run), f"{PLUGIN_NAME}-html")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
+    # Before the facts are gathered (RunHooks), so that their garbage is not frozen.
     startup_gc.resume()  # paused by the options entry point while the suite was imported
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    startup_gc.resume()  # in case the session ended before collection finished
     for name in (PLUGIN_NAME, f"{PLUGIN_NAME}-html"):
         plugin = config.pluginmanager.get_plugin(name)
         if plugin is not None:
@@ -85,7 +86,13 @@ class RunHooks:
             items[:] = keep
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.run.collected(session.items)
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+
+        def tell(text: str) -> None:
+            if reporter is not None:
+                reporter.write_line(f"nexus-deploy: {text}", yellow=True)
+
+        self.run.collected(session.items, not session.config.option.collectonly, tell)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:

@@ -2,10 +2,12 @@
 
 Most of a precheck's time is spent waiting: on openssl, git, nginx -T and service managers, on
 TLS handshakes, on docker and PostgreSQL. Made one after another, those waits add up to about
-0.25 s on the sandbox, besides Compose; started together as soon as the prechecks are collected (see
-``nexus_deploy.probes``), they overlap. Docker Compose v1 alone is a Python program that takes
-about 0.5 s to print its version, so that call starts even earlier, while pytest is still
-importing the suite (``start_early``, from the options entry point).
+0.25 s on the sandbox, besides Compose; started together as soon as the prechecks are
+collected (see ``nexus_deploy.probes``), they overlap. Docker Compose v1 alone is a Python
+program that takes about 0.5 s to print its version, so that call starts even earlier, while
+pytest is still importing the suite (``start_early``, from the options entry point). Host
+commands run side by side only on this machine without sudo (``concurrent_host``); over ssh
+each check runs its own, one by one, as before.
 
 The calls end before the first test begins (``DeploymentRun.collected`` waits for them): pytest
 changes os.environ around every test, which threads must not race. A call is known by the
@@ -33,7 +35,7 @@ from nexus_deploy.targets import resolve_target_path
 T = TypeVar("T")
 
 # The calls mostly wait on other processes and sockets, so more threads than cores pay off;
-# about 25 calls are started for the twelve prechecks (2, 3, 4 and 6 threads measured alike).
+# about 28 calls are started for the twelve prechecks (2, 3, 4 and 6 threads measured alike).
 WORKERS = 6
 
 
@@ -44,6 +46,8 @@ class Prefetch:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nexus-prefetch")
         self._futures: dict[tuple[Callable[..., Any], tuple[Hashable, ...]], Future[Any]] = {}
         self.started_count = 0
+        self.made_on_the_spot: list[str] = []  # asked for, never started: nexus_deploy.probes
+        # lists no such call, or lists it with other arguments
 
     def start(self, call: Callable[..., Any], *args: Hashable) -> None:
         """Begin ``call(*args)`` in the background, unless that same call has already begun."""
@@ -56,21 +60,36 @@ class Prefetch:
         """What ``call(*args)`` returns (or raises): from the background if started, else now."""
         future = self._futures.pop((call, args), None)
         if future is None:
+            self.made_on_the_spot.append(describe(call, args))
             return call(*args)
         answer: T = future.result()
         return answer
 
-    def wait(self) -> None:
-        """Until every started call has ended (each has its own timeout)."""
-        futures.wait(list(self._futures.values()))
+    def wait(self, tell: Callable[[str], None] | None = None, every_s: float = 5.0) -> None:
+        """Until every started call has ended. Network calls have timeouts of their own, host
+        commands do not (a hung mount hangs ``stat``): every ``every_s`` seconds, ``tell`` is
+        told which calls are still running."""
+        pending = set(self._futures.values())
+        while pending:
+            _, pending = futures.wait(pending, timeout=every_s)
+            if pending and tell is not None:
+                tell("still waiting for " + ", ".join(self.running()))
+
+    def running(self) -> list[str]:
+        """The started calls not yet ended, named for a reader."""
+        return [describe(*key) for key, future in self._futures.items() if not future.done()]
 
     def unasked(self) -> list[str]:
         """The started calls nobody asked for yet, named for a reader."""
-        return [f"{getattr(call, '__qualname__', call)}{args!r}" for call, args in self._futures]
+        return [describe(*key) for key in self._futures]
 
-    def close(self) -> None:
-        """Drop the calls not yet begun; wait for the running ones (each has its own timeout)."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, wait: bool = True) -> None:
+        """Drop the calls not yet begun; with ``wait``, also wait for the running ones."""
+        self._pool.shutdown(wait=wait, cancel_futures=True)
+
+
+def describe(call: Callable[..., Any], args: tuple[Hashable, ...]) -> str:
+    return f"{getattr(call, '__qualname__', call)}{args!r}"
 
 
 PREFETCH_KEY = pytest.StashKey[Prefetch]()
@@ -88,6 +107,7 @@ def start_early(config: pytest.Config) -> None:
     if host is None:
         return
     prefetch = Prefetch()
+    config.add_cleanup(prefetch.close)  # a run refused before it starts never closes it
     # testinfra caches hosts by spec: the DOCKER precheck asks with this same host object.
     # Both forms at once, not one after the other: v1 alone takes ~0.5 s, see above.
     for command in COMPOSE_COMMANDS:
@@ -95,14 +115,13 @@ def start_early(config: pytest.Config) -> None:
     config.stash[PREFETCH_KEY] = prefetch
 
 
-# Backends that run each command as its own process, so calls from several threads are safe.
-CONCURRENT_BACKENDS = frozenset({"local", "ssh", "safe-ssh"})
-
-
 def concurrent_host(host_spec: str) -> Host | None:
-    """The testinfra host of ``host_spec`` if its commands may run from several threads."""
+    """The testinfra host of ``host_spec`` if its commands may run from several threads: this
+    machine, without sudo. Over ssh, several connections at once could each ask for a password
+    or a host key; with sudo, each command could ask for one."""
     try:
         host = testinfra.get_host(host_spec)
     except Exception:  # each backend fails its own way; the prechecks that use it report it
         return None
-    return host if host.backend.NAME in CONCURRENT_BACKENDS else None
+    local = host.backend.NAME == "local" and not host.backend.sudo
+    return host if local else None

@@ -16,6 +16,7 @@ from testinfra.host import Host
 from nexus_deploy.facts import database, docker_engine, git, http, nginx, tls
 from nexus_deploy.facts import host as host_facts
 from nexus_deploy.phase_config import load_phase_configs
+from nexus_deploy.prechecks import PRECHECK_NAMES
 from nexus_deploy.prefetch import Prefetch, concurrent_host
 from nexus_deploy.profile import TargetProfile
 
@@ -101,6 +102,8 @@ def start_probes(
     command as its own process; with any other, the prechecks make them one by one."""
     host = concurrent_host(profile.host)
     for name in prechecks:
+        if name not in PRECHECK_NAMES:
+            raise ValueError(f"no precheck is named {name!r}")
         calls = deployer_calls(name, profile, config_dir)
         if host is not None:
             calls += host_calls(name, profile, host)

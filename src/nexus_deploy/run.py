@@ -8,6 +8,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,15 +176,20 @@ class DeploymentRun:
             if denied:
                 self.gate_problems.append(denied)
 
-    def collected(self, items: list[pytest.Item]) -> None:
+    def collected(
+        self, items: list[pytest.Item], gather_facts: bool, tell: Callable[[str], None]
+    ) -> None:
+        """The prechecks are known: audit them and gather their facts (not when only listing
+        them: --collect-only must not touch the target)."""
         names = [name for name in map(precheck_name, items) if name]
-        start_probes(self.prefetch, names, self.profile, self.config_dir)
+        self.audit.write("PRECHECK_START", selected=len(names), order=",".join(names) or "none")
+        if gather_facts:
+            start_probes(self.prefetch, names, self.profile, self.config_dir)
         # pytest sets and unsets PYTEST_CURRENT_TEST around every test. A thread that reads
         # os.environ meanwhile (requests does, for proxies) or starts a process (environ is
         # what it inherits) can fail with KeyError or EFAULT: seen here about once in 100
         # runs. So the background calls all end before the first test begins.
-        self.prefetch.wait()
-        self.audit.write("PRECHECK_START", selected=len(names), order=",".join(names) or "none")
+        self.prefetch.wait(tell)
 
     def record(self, outcome: Outcome) -> None:
         self.tally.record(outcome)
@@ -236,7 +242,8 @@ class DeploymentRun:
         return exitstatus
 
     def finish(self, exitstatus: int) -> None:
-        self.prefetch.close()
+        # Interrupted: write the closing lines now, whatever background call still runs.
+        self.prefetch.close(wait=exitstatus != pytest.ExitCode.INTERRUPTED)
         self.end_prechecks()
         if self.request is not None and not self.activation_started:
             reason = "; ".join(self.gate_problems) or "activation not selected"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,8 @@ def connect(url: str, timeout_s: float) -> Any:
 
 def probe_engine(url: str, timeout_s: float) -> EngineState:
     """Ping and version of the engine at ``url``; raises DockerException if it is silent."""
-    return engine_state(connect(url, timeout_s))
+    with contextlib.closing(connect(url, timeout_s)) as client:
+        return engine_state(client)
 
 
 def engine_state(client: Any) -> EngineState:
@@ -57,4 +59,5 @@ def container_state(client: Any, name: str) -> ContainerState:
 
 def inspect_container(url: str, timeout_s: float, name: str) -> ContainerState:
     """The container's state as the engine at ``url`` reports it."""
-    return container_state(connect(url, timeout_s), name)
+    with contextlib.closing(connect(url, timeout_s)) as client:
+        return container_state(client, name)

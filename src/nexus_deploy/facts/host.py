@@ -58,14 +58,14 @@ def missing_commands(host: Host, commands: tuple[str, ...]) -> list[str]:
 
 
 # The v2 plugin first: where both exist, it is the one an operator runs today.
-COMPOSE_COMMANDS = ("docker compose", "docker-compose")
+COMPOSE_COMMANDS = ("docker compose version --short", "docker-compose version --short")
 
 
 def compose_version(host: Host, command: str) -> str | None:
-    """What ``<command> version --short`` reports, as "<command> <version>"; None if it fails."""
-    result = host.run(f"{command} version --short")
+    """What one of COMPOSE_COMMANDS reports, as "docker-compose 1.29.2"; None if it fails."""
+    result = host.run(command)
     if result.rc == 0 and result.stdout.strip():
-        return f"{command} {result.stdout.strip()}"
+        return f"{command.removesuffix(' version --short')} {result.stdout.strip()}"
     return None
 
 
