@@ -446,3 +446,16 @@ def test_a_hung_gateway_fails_within_a_bound(run_check):
         elapsed = time.monotonic() - started
     assert elapsed < BOUND_S, f"the API check took {elapsed:.0f} s"
     assert_red(run, "API", f"hung {url}/health unreachable: no answer within 3 s")
+
+
+def test_the_run_names_the_facts_it_is_still_waiting_for(run_check):
+    # A TLS endpoint that accepts and never answers, with a 6 s timeout: the gathering before
+    # the first test takes longer than 5 s, and says what holds it up.
+    with silent_listener() as port:
+        endpoint = f"127.0.0.1:{port}"
+        run = run_check("SECURITY", {"security.tls_endpoint": endpoint, "gateway.timeout_s": 6})
+    waiting = [line for line in run.output.splitlines() if "still waiting for" in line]
+    assert waiting, run.output
+    assert waiting[0].startswith("nexus-deploy: still waiting for "), waiting
+    assert f"served_endpoint('{endpoint}', 'localhost', 6.0)" in waiting[0], waiting
+    assert_red(run, "SECURITY", f"TLS endpoint {endpoint} unreachable")
