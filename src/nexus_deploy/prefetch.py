@@ -34,8 +34,9 @@ from nexus_deploy.targets import resolve_target_path
 
 T = TypeVar("T")
 
-# The calls mostly wait on other processes and sockets, so more threads than cores pay off;
-# about 28 calls are started for the twelve prechecks (2, 3, 4 and 6 threads measured alike).
+# The calls mostly wait on other processes and sockets, so more threads than cores pay off:
+# about 28 calls are started for the twelve prechecks. One thread measured 0.1 s slower here;
+# 2, 3, 4 and 6 alike.
 WORKERS = 6
 
 
