@@ -140,7 +140,7 @@ connection = psycopg.connect(
 if sys.argv[2] == "both":
     lock = DeploymentLock(connection, Path(sys.argv[1]), {"run_id": "tests-lock-holder"})
     lock.acquire(30)  # kept referenced: the host lock lives as long as its open file
-elif sys.argv[2] == "file":  # a deployer between taking the host lock and the database one
+elif sys.argv[2] == "file":  # a process holding only the host lock
     import fcntl
     Path(sys.argv[1]).parent.mkdir(parents=True, exist_ok=True)
     handle = open(sys.argv[1], "w")

@@ -7,10 +7,12 @@ import contextlib
 import datetime as dt
 import os
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import requests
@@ -246,6 +248,34 @@ def version_banner_nginx(directory: Path) -> Iterator[tuple[str, Path]]:
     conf = version_banner_nginx_conf(directory, port)
     with running(["nginx", "-c", conf, "-g", "daemon off;"], port, directory / "nginx.out"):
         yield f"127.0.0.1:{port}", conf
+
+
+@contextlib.contextmanager
+def tls_listener(cert: Path, key: Path, answer: Callable[[ssl.SSLSocket], None]) -> Iterator[str]:
+    """A real TLS server on loopback: each connection gets the handshake (TLS 1.2 or newer),
+    then ``answer``, then silence until the test is done with it."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def handle(connection: socket.socket) -> None:
+        with contextlib.suppress(OSError), context.wrap_socket(connection, server_side=True) as tls:
+            answer(tls)
+            done.wait(30)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):  # the listener closed: the test is over
+            while not done.is_set():
+                connection, _ = listener.accept()
+                threading.Thread(target=handle, args=(connection,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        done.set()
+        listener.close()
 
 
 @contextlib.contextmanager

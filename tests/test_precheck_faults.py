@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from faults import (
+    SANDBOX_CERT,
+    SANDBOX_KEY,
     closed_port,
     corrupt_loose_object,
     degraded_gateway,
@@ -29,6 +31,7 @@ from faults import (
     silent_listener,
     silent_unix_socket,
     stopped_service,
+    tls_listener,
     version_banner_nginx,
     write_certificate,
 )
@@ -398,6 +401,20 @@ def test_security_fails_on_a_server_block_that_turns_server_tokens_on_again(run_
     assert fields["server_header"].startswith("nginx/")
 
 
+def test_security_warns_when_the_endpoint_gives_no_http_answer(run_check):
+    # A real TLS server presenting the sandbox certificate, silent after the handshake: the
+    # certificate checks pass; whether it announces a version is unknown, which is a WARNING.
+    with tls_listener(SANDBOX_CERT, SANDBOX_KEY, lambda tls: None) as endpoint:
+        run = run_check("SECURITY", {"security.tls_endpoint": endpoint, "gateway.timeout_s": 1})
+    assert run.rc == 0, run.output
+    assert run.cases["test_security"]["outcome"] == "passed"
+    event = audit_event(run, "PRECHECK_SECURITY")
+    assert event.fields["status"] == "WARNING", event
+    assert f"{endpoint} gave no HTTP answer within 1 s" in event.fields["reason"]
+    assert event.fields["server_header"] == "no answer"
+    assert event.fields["served_matches_file"] == "true"
+
+
 # --- BACKUP -----------------------------------------------------------------------------------
 
 
@@ -449,13 +466,13 @@ def test_a_hung_gateway_fails_within_a_bound(run_check):
 
 
 def test_the_run_names_the_facts_it_is_still_waiting_for(run_check):
-    # A TLS endpoint that accepts and never answers, with a 6 s timeout: the gathering before
+    # A TLS endpoint that accepts and never answers, with an 8 s timeout: the gathering before
     # the first test takes longer than 5 s, and says what holds it up.
     with silent_listener() as port:
         endpoint = f"127.0.0.1:{port}"
-        run = run_check("SECURITY", {"security.tls_endpoint": endpoint, "gateway.timeout_s": 6})
+        run = run_check("SECURITY", {"security.tls_endpoint": endpoint, "gateway.timeout_s": 8})
     waiting = [line for line in run.output.splitlines() if "still waiting for" in line]
     assert waiting, run.output
     assert waiting[0].startswith("nexus-deploy: still waiting for "), waiting
-    assert f"served_endpoint('{endpoint}', 'localhost', 6.0)" in waiting[0], waiting
+    assert f"served_endpoint('{endpoint}', 'localhost', 8.0)" in waiting[0], waiting
     assert_red(run, "SECURITY", f"TLS endpoint {endpoint} unreachable")

@@ -84,6 +84,10 @@ def test_an_unknown_host_backend_is_refused(tmp_path):
         (("gateway", "health_path"), "health", "gateway.health_path"),
         (("security", "hostname"), "localhost\r\nX-Injected: 1", "security.hostname"),
         (("security", "hostname"), "-checkhost", "security.hostname"),
+        (("security", "hostname"), "a..b", "security.hostname"),
+        (("security", "hostname"), "x" * 64 + ".example", "security.hostname"),
+        (("security", "tls_endpoint"), "a..b:443", "security.tls_endpoint"),
+        (("security", "tls_endpoint"), "localhost:70000", "security.tls_endpoint"),
     ],
 )
 def test_fields_that_reach_a_shell_or_a_path_are_checked(tmp_path, field, value, named):

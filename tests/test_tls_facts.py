@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import socket
 import ssl
-import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from faults import write_certificate
+from faults import tls_listener, write_certificate
 
-from nexus_deploy.facts.tls import announces_version, header_value, served_endpoint
+from nexus_deploy.facts.tls import announces_version, header_value, served_endpoint, server_header
 
 HEAD = "HTTP/1.1 404 Not Found\r\nServer: nginx/1.22.1\r\nContent-Length: 0\r\nX-Server: no"
 
@@ -40,32 +36,6 @@ def test_a_version_is_a_slash_followed_by_digits(header, announces):
     assert announces_version(header) is announces
 
 
-@contextlib.contextmanager
-def tls_listener(cert: Path, key: Path, answer: Callable[[ssl.SSLSocket], None]) -> Iterator[str]:
-    """A real TLS server on loopback for one connection: the handshake, then ``answer``, then
-    silence until the test is done with it."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    listener = socket.create_server(("127.0.0.1", 0))
-    done = threading.Event()
-
-    def serve() -> None:
-        connection, _ = listener.accept()
-        with context.wrap_socket(connection, server_side=True) as tls:
-            with contextlib.suppress(OSError):
-                answer(tls)
-            done.wait(20)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        done.set()
-        thread.join(20)
-        listener.close()
-
-
 def silence(tls: ssl.SSLSocket) -> None:
     pass
 
@@ -74,11 +44,18 @@ def headers_then_stall(tls: ssl.SSLSocket) -> None:
     tls.sendall(b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\n")  # no blank line: unfinished
 
 
-def drip(tls: ssl.SSLSocket) -> None:
-    """The whole answer, one byte every 0.2 s: about 9 s in all."""
-    for byte in b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\n\r\n":
+ANSWER = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\n\r\n"
+
+
+def drip(tls: ssl.SSLSocket, pause_s: float = 0.2) -> None:
+    """The whole answer, one byte at a time: about 9 s in all at 0.2 s a byte."""
+    for byte in ANSWER:
         tls.sendall(bytes([byte]))
-        time.sleep(0.2)
+        time.sleep(pause_s)
+
+
+def fast_drip(tls: ssl.SSLSocket) -> None:
+    drip(tls, pause_s=0.01)
 
 
 def fingerprint_of(cert: Path) -> str:
@@ -104,8 +81,29 @@ def test_headers_that_came_before_a_stall_are_kept(tmp_path):
 def test_the_timeout_bounds_the_whole_answer_not_each_read(tmp_path):
     # Each byte comes well within the timeout; the whole answer does not. Read per recv, the
     # call would wait out the drip (~9 s) and see the Server line; bounded as a whole, it stops
-    # after 0.5 s, before that line has come.
+    # after 0.5 s, before that line has come: unknown, not "no Server header".
     cert, key = write_certificate(tmp_path, "drip")
     with tls_listener(cert, key, drip) as endpoint:
         served = served_endpoint(endpoint, "localhost", timeout_s=0.5)
-    assert served.server_header == ""
+    assert served.server_header is None
+
+
+def test_an_answer_in_many_pieces_is_read_whole(tmp_path):
+    cert, key = write_certificate(tmp_path, "pieces")
+    with tls_listener(cert, key, fast_drip) as endpoint:  # ~45 pieces, ~0.5 s in all
+        served = served_endpoint(endpoint, "localhost", timeout_s=5)
+    assert served.server_header == "nginx/1.22.1"
+
+
+@pytest.mark.parametrize(
+    ("head", "server"),
+    [
+        (None, None),
+        (("HTTP/1.1 200 OK\r\nServer: nginx", True), "nginx"),
+        (("HTTP/1.1 200 OK\r\nDate: x", True), ""),  # a whole answer without the header
+        (("HTTP/1.1 200 OK", False), None),  # cut short before any Server line: unknown
+        (("HTTP/1.1 200 OK\r\nServer: nginx/1.2", False), "nginx/1.2"),
+    ],
+)
+def test_the_server_header_of_a_whole_or_cut_answer(head, server):
+    assert server_header(head) == server

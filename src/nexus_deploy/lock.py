@@ -61,17 +61,23 @@ def host_lock_content(lock_file: Path) -> str | None:
     """What the holder wrote in the host lock file, if a live process holds its flock; a file
     left by a process that died is not held (the kernel dropped its flock)."""
     try:
-        held = bool(flock_holders(lock_file))
-        return lock_file.read_text(encoding="utf-8").strip() if held else None
-    except OSError:
+        if not flock_holders(lock_file):
+            return None
+        # The holder may release (and empty the file) between the two reads.
+        return lock_file.read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
         return None
+    except OSError as exc:  # /proc/locks unreadable: say so rather than "free"
+        return f"(unknown: {exc})"
 
 
 def flock_holders(path: Path) -> list[int]:
     """The pids holding a flock on ``path``, as the kernel lists them in /proc/locks.
 
     Read, not tested by taking a lock: even a brief shared lock, taken just to look, would
-    make a deployer's non-blocking exclusive flock fail meanwhile."""
+    make a deployer's non-blocking exclusive flock fail meanwhile. The kernel lists only the
+    locks of processes in our pid namespace, and names a btrfs subvolume's files by another
+    device than stat() does: there a held lock reads as free (the database lock still shows)."""
     stat = path.stat()
     inode = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
     pids = []

@@ -47,8 +47,9 @@ class Prefetch:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nexus-prefetch")
         self._futures: dict[tuple[Callable[..., Any], tuple[Hashable, ...]], Future[Any]] = {}
         self.started_count = 0
-        self.made_on_the_spot: list[str] = []  # asked for, never started: nexus_deploy.probes
-        # lists no such call, or lists it with other arguments
+        # Asked for but not started (or asked twice): over ssh, every host call; on this
+        # machine, none, unless nexus_deploy.probes lists a call otherwise than a check makes it.
+        self.made_on_the_spot: list[str] = []
 
     def start(self, call: Callable[..., Any], *args: Hashable) -> None:
         """Begin ``call(*args)`` in the background, unless that same call has already begun."""
@@ -98,6 +99,8 @@ PREFETCH_KEY = pytest.StashKey[Prefetch]()
 
 def start_early(config: pytest.Config) -> None:
     """Start the Compose probe before conftest.py is imported."""
+    if config.known_args_namespace.collectonly:
+        return  # listing the tests must not run anything on the target
     path = resolve_target_path(config.known_args_namespace.nexus_target, config.rootpath)
     try:
         raw = yamlfile.load(path.read_text(encoding="utf-8"))
@@ -108,7 +111,8 @@ def start_early(config: pytest.Config) -> None:
     if host is None:
         return
     prefetch = Prefetch()
-    config.add_cleanup(prefetch.close)  # a run refused before it starts never closes it
+    # A run refused before it starts never closes it; a run that started has waited already.
+    config.add_cleanup(lambda: prefetch.close(wait=False))
     # testinfra caches hosts by spec: the DOCKER precheck asks with this same host object.
     # Both forms at once, not one after the other: v1 alone takes ~0.5 s, see above.
     for command in COMPOSE_COMMANDS:

@@ -98,8 +98,9 @@ def deployer_calls(name: str, profile: TargetProfile, config_dir: Path) -> list[
 def start_probes(
     prefetch: Prefetch, prechecks: Iterable[str], profile: TargetProfile, config_dir: Path
 ) -> None:
-    """Start the calls of the selected prechecks. Host calls need a backend that runs each
-    command as its own process; with any other, the prechecks make them one by one."""
+    """Start the calls of the selected prechecks. Host calls start only where they may run side
+    by side (``concurrent_host``: this machine, without sudo); elsewhere each precheck makes
+    its own, one by one."""
     host = concurrent_host(profile.host)
     for name in prechecks:
         if name not in PRECHECK_NAMES:

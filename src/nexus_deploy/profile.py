@@ -7,6 +7,8 @@ never part of a profile: they come from the environment variable or the pgpass f
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -36,8 +38,17 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 AbsolutePath = Annotated[Path, AfterValidator(_absolute)]
 EnvVarName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 Seconds = Annotated[float, Field(gt=0, le=120)]
-# A DNS name: it reaches openssl's command line, the TLS SNI and an HTTP Host header.
-HostName = Annotated[str, Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")]
+_DNS_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def _dns_name(value: str) -> str:
+    if len(value) > 253 or not all(map(_DNS_LABEL.fullmatch, value.split("."))):
+        raise ValueError(f"{value!r} is not a DNS name")
+    return value
+
+
+# It reaches openssl's command line, the TLS SNI and an HTTP Host header.
+HostName = Annotated[str, AfterValidator(_dns_name)]
 
 
 class ProfileError(Exception):
@@ -143,8 +154,13 @@ class SecuritySpec(_Model):
     @classmethod
     def _host_port(cls, value: str) -> str:
         host, _, port = value.rpartition(":")
-        if not host or not port.isdigit():
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"{value!r} is not host:port")
+        bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        try:
+            ipaddress.ip_address(bare)
+        except ValueError:
+            _dns_name(bare)  # neither an address nor a name: refused, naming the field
         return value
 
 

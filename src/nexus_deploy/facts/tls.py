@@ -95,15 +95,25 @@ def served_endpoint(endpoint: str, server_name: str, timeout_s: float) -> Served
         head = read_head(tls, request.encode("ascii"), time.monotonic() + timeout_s)
     if der is None:
         raise ssl.SSLError(f"{endpoint} presented no certificate")
-    server = None if head is None else header_value(head, "server")
-    return ServedEndpoint(hashlib.sha256(der).hexdigest(), server)
+    return ServedEndpoint(hashlib.sha256(der).hexdigest(), server_header(head))
+
+
+def server_header(head: tuple[str, bool] | None) -> str | None:
+    """The Server header of an answer read by ``read_head``: "" if a complete answer has none;
+    None (unknown) if nothing came, or the answer was cut short before a Server line."""
+    if head is None:
+        return None
+    text, complete = head
+    value = header_value(text, "server")
+    return value if value or complete else None
 
 
 def read_head(
     connection: ssl.SSLSocket, request: bytes, deadline: float, limit: int = 16384
-) -> str | None:
-    """Send ``request``; the status line and headers of the answer, as far as they came by
-    ``deadline`` (one bound for the whole answer, not per read); None if nothing came."""
+) -> tuple[str, bool] | None:
+    """Send ``request``; the status line and headers of the answer as far as they came by
+    ``deadline`` (one bound for the whole answer, not per read), and whether they came whole.
+    Of an answer cut short only whole lines count. None if nothing came."""
     data = b""
     try:
         connection.sendall(request)
@@ -118,9 +128,12 @@ def read_head(
             data += chunk
     except OSError:
         pass  # a stall or a reset: what came before it is still what the server said
-    if not data:
+    head, blank, _ = data.partition(b"\r\n\r\n")
+    if not blank:
+        head = head.rpartition(b"\r\n")[0]  # a line still coming may be cut in the middle
+    if not head:
         return None
-    return data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    return head.decode("latin-1"), bool(blank)
 
 
 def header_value(head: str, name: str) -> str:
