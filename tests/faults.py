@@ -316,3 +316,19 @@ def stopped_service(name: str) -> Iterator[None]:
         yield
     finally:
         sh("service", name, "start")
+
+
+def ended(pid: int, within_s: float = 5) -> bool:
+    """Whether process ``pid`` ends within ``within_s``: gone, or a zombie (here PID 1 is not an
+    init system, so an orphan's zombie may wait a while to be reaped)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return True
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)

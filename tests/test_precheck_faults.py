@@ -20,6 +20,7 @@ from faults import (
     closed_port,
     corrupt_loose_object,
     degraded_gateway,
+    ended,
     git,
     git_repository,
     legacy_nginx_conf,
@@ -463,6 +464,22 @@ def test_a_hung_gateway_fails_within_a_bound(run_check):
         elapsed = time.monotonic() - started
     assert elapsed < BOUND_S, f"the API check took {elapsed:.0f} s"
     assert_red(run, "API", f"hung {url}/health unreachable: no answer within 3 s")
+
+
+def test_a_hung_host_command_fails_its_precheck_within_the_command_limit(run_check, tmp_path):
+    # A git hook that never returns: `git status` runs the fsmonitor hook and waits for it.
+    repo = git_repository(tmp_path / "nexus-cos")
+    hook = tmp_path / "fsmonitor-hook"
+    hook.write_text(f"#!/bin/sh\necho $$ > {tmp_path / 'hook.pid'}\nexec sleep 600\n")
+    hook.chmod(0o755)
+    git(repo, "config", "core.fsmonitor", str(hook))
+    started = time.monotonic()
+    run = run_check("REPOSITORY", {"repository.path": str(repo), "command_timeout_s": 2})
+    elapsed = time.monotonic() - started
+    assert elapsed < BOUND_S, f"the REPOSITORY check took {elapsed:.0f} s"
+    status = f"git -C {repo} status --porcelain=v2 --branch --untracked-files=normal"
+    assert_red(run, "REPOSITORY", f"`{status}` did not finish within 2 s on local://")
+    assert ended(int((tmp_path / "hook.pid").read_text())), "the hung hook outlived the run"
 
 
 def test_the_run_names_the_facts_it_is_still_waiting_for(run_check):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 from suite import REPO
 
+from nexus_deploy.bounded_host import DEFAULT_COMMAND_TIMEOUT_S
 from nexus_deploy.profile import ProfileError, load_profile
 from nexus_deploy.targets import resolve_target_path
 
@@ -97,6 +99,39 @@ def test_fields_that_reach_a_shell_or_a_path_are_checked(tmp_path, field, value,
     path.write_text(yaml.safe_dump(profile))
     with pytest.raises(ProfileError, match=named):
         load_profile(path)
+
+
+@pytest.mark.parametrize("value", [0, -5, 7200, "soon", True])
+def test_the_host_command_limit_is_a_positive_number_of_seconds(tmp_path, value):
+    profile = yaml.safe_load((REPO / "pfs/targets/sandbox.yaml").read_text())
+    profile["command_timeout_s"] = value
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    with pytest.raises(ProfileError, match=f"{path}: command_timeout_s: "):
+        load_profile(path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        (("gateway", "timeout_s"), "3"),
+        (("disk", "min_free_gb"), True),
+        (("memory", "min_available_gb"), "4"),
+    ],
+)
+def test_thresholds_and_timeouts_are_written_as_numbers(tmp_path, field, value):
+    profile = yaml.safe_load((REPO / "pfs/targets/sandbox.yaml").read_text())
+    profile[field[0]][field[1]] = value
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    named = re.escape(".".join(field))
+    with pytest.raises(ProfileError, match=rf"{named}: Input should be a valid number"):
+        load_profile(path)
+
+
+def test_host_commands_are_bounded_by_default():
+    profile = load_profile(REPO / "pfs/targets/sandbox.yaml")
+    assert profile.command_timeout_s == DEFAULT_COMMAND_TIMEOUT_S == 60
 
 
 def test_a_key_given_twice_is_refused_naming_the_line(tmp_path):

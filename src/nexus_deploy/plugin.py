@@ -16,6 +16,7 @@ from nexus_deploy.gate import activation_stage, split_activation
 from nexus_deploy.prechecks import PENDING_KEY, WARNINGS_KEY
 from nexus_deploy.run import DeploymentRun, outcome_of
 from nexus_deploy.startup import build_run
+from nexus_deploy.verdict import shorten_self_explaining
 
 RUN_KEY = pytest.StashKey[DeploymentRun]()
 PLUGIN_NAME = "nexus-deploy-run"
@@ -107,6 +108,7 @@ class RunHooks:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
+        shorten_self_explaining(report, call)
         outcome = outcome_of(item, report)
         if report.when != "teardown":
             if outcome is not None and PENDING_KEY not in item.stash:

@@ -24,11 +24,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import pytest
-import testinfra
 import yaml
 from testinfra.host import Host
 
 from nexus_deploy import yamlfile
+from nexus_deploy.bounded_host import DEFAULT_COMMAND_TIMEOUT_S, bounded_host
 from nexus_deploy.facts.host import COMPOSE_COMMANDS, compose_version
 from nexus_deploy.targets import resolve_target_path
 
@@ -105,27 +105,30 @@ def start_early(config: pytest.Config) -> None:
     try:
         raw = yamlfile.load(path.read_text(encoding="utf-8"))
         host_spec = str(raw.get("host", "local://"))
+        limit_s = raw.get("command_timeout_s", DEFAULT_COMMAND_TIMEOUT_S)
     except (OSError, ValueError, AttributeError, yaml.YAMLError):
         return  # the profile is read, checked and if need be refused properly later
-    host = concurrent_host(host_spec)
+    if isinstance(limit_s, bool) or not isinstance(limit_s, (int, float)) or limit_s <= 0:
+        return  # likewise
+    host = concurrent_host(host_spec, float(limit_s))
     if host is None:
         return
     prefetch = Prefetch()
     # A run refused before it starts never closes it; a run that started has waited already.
     config.add_cleanup(lambda: prefetch.close(wait=False))
-    # testinfra caches hosts by spec: the DOCKER precheck asks with this same host object.
+    # bounded_host keeps one host per spec and limit: the DOCKER precheck asks with this one.
     # Both forms at once, not one after the other: v1 alone takes ~0.5 s, see above.
     for command in COMPOSE_COMMANDS:
         prefetch.start(compose_version, host, command)
     config.stash[PREFETCH_KEY] = prefetch
 
 
-def concurrent_host(host_spec: str) -> Host | None:
-    """The testinfra host of ``host_spec`` if its commands may run from several threads: this
-    machine, without sudo. Over ssh, several connections at once could each ask for a password
-    or a host key; with sudo, each command could ask for one."""
+def concurrent_host(host_spec: str, limit_s: float) -> Host | None:
+    """The host of ``host_spec`` (commands bounded by ``limit_s``) if its commands may run from
+    several threads: this machine, without sudo. Over ssh, several connections at once could
+    each ask for a password or a host key; with sudo, each command could ask for one."""
     try:
-        host = testinfra.get_host(host_spec)
+        host = bounded_host(host_spec, limit_s)
     except Exception:  # each backend fails its own way; the prechecks that use it report it
         return None
     local = host.backend.NAME == "local" and not host.backend.sudo

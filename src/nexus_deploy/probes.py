@@ -101,7 +101,7 @@ def start_probes(
     """Start the calls of the selected prechecks. Host calls start only where they may run side
     by side (``concurrent_host``: this machine, without sudo); elsewhere each precheck makes
     its own, one by one."""
-    host = concurrent_host(profile.host)
+    host = concurrent_host(profile.host, profile.command_timeout_s)
     for name in prechecks:
         if name not in PRECHECK_NAMES:
             raise ValueError(f"no precheck is named {name!r}")

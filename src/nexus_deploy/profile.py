@@ -24,6 +24,7 @@ from pydantic import (
 from testinfra.backend import BACKENDS
 
 from nexus_deploy import yamlfile
+from nexus_deploy.bounded_host import DEFAULT_COMMAND_TIMEOUT_S
 
 
 def _absolute(path: Path) -> Path:
@@ -32,12 +33,13 @@ def _absolute(path: Path) -> Path:
     return path
 
 
-PositiveFloat = Annotated[float, Field(gt=0)]
+# Numbers must be written as numbers: strict, so `true` is not taken for 1 nor "5" for 5.
+PositiveFloat = Annotated[float, Field(gt=0, strict=True)]
 # Paths the deployer writes to, locks or hands to a rollback script must not depend on the
 # directory it happens to be started from.
 AbsolutePath = Annotated[Path, AfterValidator(_absolute)]
 EnvVarName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-Seconds = Annotated[float, Field(gt=0, le=120)]
+Seconds = Annotated[float, Field(gt=0, le=120, strict=True)]
 _DNS_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 
@@ -180,6 +182,10 @@ class TargetProfile(_Model):
     description: str = ""
     # A testinfra host spec: local:// for this machine, ssh://user@host for another.
     host: str = "local://"
+    # Every command run on the host ends within this (see nexus_deploy.bounded_host).
+    command_timeout_s: Annotated[float, Field(gt=0, le=3600, strict=True)] = (
+        DEFAULT_COMMAND_TIMEOUT_S
+    )
     system: SystemSpec
     services: tuple[Name, ...] = Field(min_length=1)
     docker: DockerSpec = DockerSpec()

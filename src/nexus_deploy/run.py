@@ -11,13 +11,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-import testinfra
 
 from nexus_deploy import __version__
 from nexus_deploy.audit import AuditLog
+from nexus_deploy.bounded_host import BoundedHost, bounded_host
 from nexus_deploy.deployment import Deployment
 from nexus_deploy.gate import runtime_problems
 from nexus_deploy.prechecks import WARNINGS_KEY, Outcome, Status, Tally, precheck_name
@@ -137,10 +136,10 @@ class DeploymentRun:
         return self._audit
 
     @property
-    def host(self) -> Any:
+    def host(self) -> BoundedHost:
         """The target host; made on first use, so a backend that cannot start fails the checks
         that use it (each naming the cause) rather than the whole run."""
-        return testinfra.get_host(self.profile.host)  # testinfra caches hosts by spec
+        return bounded_host(self.profile.host, self.profile.command_timeout_s)
 
     @property
     def kind(self) -> str:

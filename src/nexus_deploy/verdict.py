@@ -7,7 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from nexus_deploy.bounded_host import HostCommandError, HostCommandTimeout
 from nexus_deploy.deployment import Refused
+
+# Raised from deep inside testinfra, yet their message says all an operator needs: which command
+# on which host, and the limit. Shown alone, as no_problems shows its own.
+SELF_EXPLAINING = (HostCommandTimeout, HostCommandError)
 
 
 def no_problems(problems: list[str]) -> None:
@@ -30,3 +35,9 @@ def refusal_fails() -> Iterator[None]:
         # Still inside the context manager's __exit__, where the Refused is being handled:
         # "from None" keeps it from being printed a second time as the failure's context.
         raise pytest.fail.Exception(refusal, pytrace=False) from None
+
+
+def shorten_self_explaining(report: pytest.TestReport, call: pytest.CallInfo[None]) -> None:
+    """Show a SELF_EXPLAINING failure as its message, without the traceback through testinfra."""
+    if call.excinfo is not None and call.excinfo.errisinstance(SELF_EXPLAINING):
+        report.longrepr = str(call.excinfo.value)

@@ -1,0 +1,74 @@
+"""Every command on the target host ends within the profile's limit, through real processes on
+this machine: what would hang (a sleep, a FIFO nobody writes, a script ignoring SIGTERM) is
+ended, its processes with it, and the caller is told which command and which limit."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from faults import ended
+
+from nexus_deploy.bounded_host import (
+    KILL_AFTER_S,
+    HostCommandError,
+    HostCommandTimeout,
+    bounded_host,
+)
+
+LIMIT_S = 1.0
+SLACK_S = 5.0  # a noisy machine may start a process late; a hang would take minutes
+
+
+@pytest.fixture
+def host():
+    return bounded_host("local://", LIMIT_S)
+
+
+def test_a_command_within_the_limit_answers_as_testinfra_would(host):
+    result = host.run("printf '%%s|' %s; exit 3", "two words; $(not run)")
+    assert result.rc == 3
+    assert result.stdout == "two words; $(not run)|"
+
+
+def test_a_command_past_the_limit_is_ended_and_named(host, tmp_path):
+    pidfile = tmp_path / "child.pid"
+    started = time.monotonic()
+    with pytest.raises(HostCommandTimeout) as raised:
+        # The background child holds the output pipe: only ending the whole group frees it.
+        host.run("sleep 600 & echo $! > %s; wait", str(pidfile))
+    elapsed = time.monotonic() - started
+    assert str(raised.value) == (
+        f"`sleep 600 & echo $! > {pidfile}; wait` did not finish within 1 s on local://"
+    )
+    assert LIMIT_S <= elapsed < LIMIT_S + SLACK_S
+    assert ended(int(pidfile.read_text()))
+
+
+def test_a_command_that_ignores_sigterm_is_killed(host):
+    started = time.monotonic()
+    with pytest.raises(HostCommandTimeout):
+        host.run("trap '' TERM; sleep 600")
+    elapsed = time.monotonic() - started
+    assert LIMIT_S + KILL_AFTER_S <= elapsed < LIMIT_S + KILL_AFTER_S + SLACK_S
+
+
+def test_commands_of_testinfra_modules_are_bounded_too(host, tmp_path):
+    # Reading a FIFO that nobody writes blocks in open(2), as a read on a hung mount does.
+    fifo = tmp_path / "report.md"
+    os.mkfifo(fifo)
+    with pytest.raises(HostCommandTimeout, match=f"cat -- {fifo}` did not finish within 1 s"):
+        _ = host.file(str(fifo)).content_string
+
+
+def test_a_host_without_timeout_is_refused_by_name(host, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(HostCommandError, match="local:// has no `timeout` command"):
+        host.run("true")
+
+
+def test_one_host_object_per_spec_and_limit():
+    # The facts gathered before the prechecks are found by host object: it must be the same.
+    assert bounded_host("local://", 5) is bounded_host("local://", 5.0)
+    assert bounded_host("local://", 5) is not bounded_host("local://", 6)
