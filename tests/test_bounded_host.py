@@ -5,6 +5,7 @@ ended, its processes with it, and the caller is told which command and which lim
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 import pytest
@@ -12,9 +13,11 @@ from faults import ended
 
 from nexus_deploy.bounded_host import (
     KILL_AFTER_S,
+    OUTPUT_GRACE_S,
     HostCommandError,
     HostCommandTimeout,
     bounded_host,
+    usable_limit,
 )
 
 LIMIT_S = 1.0
@@ -32,6 +35,15 @@ def test_a_command_within_the_limit_answers_as_testinfra_would(host):
     assert result.stdout == "two words; $(not run)|"
 
 
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [("exit 124", 124), ("exit 137", 137), ("kill -KILL $$", -signal.SIGKILL)],
+)
+def test_an_exit_code_alone_is_not_taken_for_a_timeout(host, command, code):
+    # What timeout(1) gives when the limit passes; a command can end so by itself, in time.
+    assert host.run(command).rc == code
+
+
 def test_a_command_past_the_limit_is_ended_and_named(host, tmp_path):
     pidfile = tmp_path / "child.pid"
     started = time.monotonic()
@@ -40,7 +52,8 @@ def test_a_command_past_the_limit_is_ended_and_named(host, tmp_path):
         host.run("sleep 600 & echo $! > %s; wait", str(pidfile))
     elapsed = time.monotonic() - started
     assert str(raised.value) == (
-        f"`sleep 600 & echo $! > {pidfile}; wait` did not finish within 1 s on local://"
+        f"`sleep 600 & echo $! > {pidfile}; wait` did not finish within 1 s (command_timeout_s)"
+        " on local://"
     )
     assert LIMIT_S <= elapsed < LIMIT_S + SLACK_S
     assert ended(int(pidfile.read_text()))
@@ -54,11 +67,25 @@ def test_a_command_that_ignores_sigterm_is_killed(host):
     assert LIMIT_S + KILL_AFTER_S <= elapsed < LIMIT_S + KILL_AFTER_S + SLACK_S
 
 
+def test_a_process_that_left_the_group_holding_the_output_is_not_waited_for(host, tmp_path):
+    # setsid puts the child out of reach of timeout(1); it keeps the output pipe open.
+    pidfile = tmp_path / "escaped.pid"
+    started = time.monotonic()
+    try:
+        with pytest.raises(HostCommandTimeout, match="did not finish within 1 s"):
+            host.run("setsid sh -c 'echo $$ > %s; exec sleep 600' & sleep 600", str(pidfile))
+        elapsed = time.monotonic() - started
+        assert elapsed < LIMIT_S + KILL_AFTER_S + OUTPUT_GRACE_S + SLACK_S
+    finally:
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
 def test_commands_of_testinfra_modules_are_bounded_too(host, tmp_path):
     # Reading a FIFO that nobody writes blocks in open(2), as a read on a hung mount does.
     fifo = tmp_path / "report.md"
     os.mkfifo(fifo)
-    with pytest.raises(HostCommandTimeout, match=f"cat -- {fifo}` did not finish within 1 s"):
+    with pytest.raises(HostCommandTimeout, match=f"cat -- {fifo}` did not finish within 1 s "):
         _ = host.file(str(fifo)).content_string
 
 
@@ -66,6 +93,25 @@ def test_a_host_without_timeout_is_refused_by_name(host, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(HostCommandError, match="local:// has no `timeout` command"):
         host.run("true")
+
+
+@pytest.mark.parametrize(
+    ("value", "limit"),
+    [
+        (30, 30.0),
+        (2.5, 2.5),
+        (0, None),
+        (-1, None),
+        (True, None),
+        ("30", None),
+        (None, None),
+        (float("nan"), None),
+        (float("inf"), None),
+        (10**400, None),
+    ],
+)
+def test_a_usable_limit_is_a_finite_positive_number(value, limit):
+    assert usable_limit(value) == limit
 
 
 def test_one_host_object_per_spec_and_limit():

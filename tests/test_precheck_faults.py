@@ -478,7 +478,7 @@ def test_a_hung_host_command_fails_its_precheck_within_the_command_limit(run_che
     elapsed = time.monotonic() - started
     assert elapsed < BOUND_S, f"the REPOSITORY check took {elapsed:.0f} s"
     status = f"git -C {repo} status --porcelain=v2 --branch --untracked-files=normal"
-    assert_red(run, "REPOSITORY", f"`{status}` did not finish within 2 s on local://")
+    assert_red(run, "REPOSITORY", f"`{status}` did not finish within 2 s (command_timeout_s) on")
     assert ended(int((tmp_path / "hook.pid").read_text())), "the hung hook outlived the run"
 
 

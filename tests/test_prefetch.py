@@ -7,9 +7,9 @@ import threading
 from pathlib import Path
 
 import pytest
-import testinfra
 from suite import REPO
 
+from nexus_deploy.bounded_host import bounded_host
 from nexus_deploy.prechecks import PRECHECK_NAMES
 from nexus_deploy.prefetch import Prefetch
 from nexus_deploy.probes import deployer_calls, host_calls, start_probes
@@ -119,7 +119,7 @@ def listed_calls() -> set[tuple[object, ...]]:
     """Every call nexus_deploy.probes lists for the twelve prechecks on the sandbox profile,
     each once (the early Compose calls are among them)."""
     profile = load_profile(REPO / "pfs" / "targets" / "sandbox.yaml")
-    host = testinfra.get_host(profile.host)
+    host = bounded_host(profile.host, profile.command_timeout_s)
     return {
         (call, *args)
         for name in PRECHECK_NAMES
@@ -130,7 +130,7 @@ def listed_calls() -> set[tuple[object, ...]]:
 
 def test_every_precheck_has_calls_listed_and_an_unknown_name_is_refused():
     profile = load_profile(REPO / "pfs" / "targets" / "sandbox.yaml")
-    host = testinfra.get_host(profile.host)
+    host = bounded_host(profile.host, profile.command_timeout_s)
     for name in PRECHECK_NAMES:
         calls = deployer_calls(name, profile, REPO / "pfs") + host_calls(name, profile, host)
         assert calls, f"{name}: no call listed"

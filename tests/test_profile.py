@@ -112,20 +112,22 @@ def test_the_host_command_limit_is_a_positive_number_of_seconds(tmp_path, value)
 
 
 @pytest.mark.parametrize(
-    ("field", "value"),
+    ("field", "value", "wrong"),
     [
-        (("gateway", "timeout_s"), "3"),
-        (("disk", "min_free_gb"), True),
-        (("memory", "min_available_gb"), "4"),
+        (("gateway", "timeout_s"), "3", "Input should be a valid number"),
+        (("gateway", "timeout_s"), float("nan"), "Input should be a finite number"),
+        (("disk", "min_free_gb"), True, "Input should be a valid number"),
+        (("memory", "min_available_gb"), "4", "Input should be a valid number"),
+        (("security", "min_days_valid"), True, "Input should be a valid integer"),
+        (("database", "port"), "55432", "Input should be a valid integer"),
     ],
 )
-def test_thresholds_and_timeouts_are_written_as_numbers(tmp_path, field, value):
+def test_thresholds_and_timeouts_are_written_as_numbers(tmp_path, field, value, wrong):
     profile = yaml.safe_load((REPO / "pfs/targets/sandbox.yaml").read_text())
     profile[field[0]][field[1]] = value
     path = tmp_path / "t.yaml"
     path.write_text(yaml.safe_dump(profile))
-    named = re.escape(".".join(field))
-    with pytest.raises(ProfileError, match=rf"{named}: Input should be a valid number"):
+    with pytest.raises(ProfileError, match=rf"{re.escape('.'.join(field))}: {wrong}"):
         load_profile(path)
 
 

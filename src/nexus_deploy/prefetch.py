@@ -28,7 +28,7 @@ import yaml
 from testinfra.host import Host
 
 from nexus_deploy import yamlfile
-from nexus_deploy.bounded_host import DEFAULT_COMMAND_TIMEOUT_S, bounded_host
+from nexus_deploy.bounded_host import DEFAULT_COMMAND_TIMEOUT_S, bounded_host, usable_limit
 from nexus_deploy.facts.host import COMPOSE_COMMANDS, compose_version
 from nexus_deploy.targets import resolve_target_path
 
@@ -68,9 +68,9 @@ class Prefetch:
         return answer
 
     def wait(self, tell: Callable[[str], None] | None = None, every_s: float = 5.0) -> None:
-        """Until every started call has ended. Network calls have timeouts of their own, host
-        commands do not (a hung mount hangs ``stat``): every ``every_s`` seconds, ``tell`` is
-        told which calls are still running."""
+        """Until every started call has ended. Each is bounded (network calls by their
+        timeouts, host commands by the profile's command_timeout_s), yet may take a while: every
+        ``every_s`` seconds, ``tell`` is told which calls are still running."""
         pending = set(self._futures.values())
         while pending:
             _, pending = futures.wait(pending, timeout=every_s)
@@ -105,12 +105,12 @@ def start_early(config: pytest.Config) -> None:
     try:
         raw = yamlfile.load(path.read_text(encoding="utf-8"))
         host_spec = str(raw.get("host", "local://"))
-        limit_s = raw.get("command_timeout_s", DEFAULT_COMMAND_TIMEOUT_S)
+        limit_s = usable_limit(raw.get("command_timeout_s", DEFAULT_COMMAND_TIMEOUT_S))
     except (OSError, ValueError, AttributeError, yaml.YAMLError):
         return  # the profile is read, checked and if need be refused properly later
-    if isinstance(limit_s, bool) or not isinstance(limit_s, (int, float)) or limit_s <= 0:
+    if limit_s is None:
         return  # likewise
-    host = concurrent_host(host_spec, float(limit_s))
+    host = concurrent_host(host_spec, limit_s)
     if host is None:
         return
     prefetch = Prefetch()

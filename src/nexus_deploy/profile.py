@@ -34,12 +34,12 @@ def _absolute(path: Path) -> Path:
 
 
 # Numbers must be written as numbers: strict, so `true` is not taken for 1 nor "5" for 5.
-PositiveFloat = Annotated[float, Field(gt=0, strict=True)]
+PositiveFloat = Annotated[float, Field(gt=0, strict=True, allow_inf_nan=False)]
 # Paths the deployer writes to, locks or hands to a rollback script must not depend on the
 # directory it happens to be started from.
 AbsolutePath = Annotated[Path, AfterValidator(_absolute)]
 EnvVarName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-Seconds = Annotated[float, Field(gt=0, le=120, strict=True)]
+Seconds = Annotated[float, Field(gt=0, le=120, strict=True, allow_inf_nan=False)]
 _DNS_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 
@@ -130,12 +130,12 @@ class GatewaySpec(_Model):
 class DatabaseSpec(_Model):
     container: str
     host: str = "127.0.0.1"
-    port: int = Field(default=5432, ge=1, le=65535)
+    port: int = Field(default=5432, ge=1, le=65535, strict=True)
     dbname: str
     user: str
     password_env: EnvVarName = "NEXUS_DB_PASSWORD"
     passfile: AbsolutePath | None = None
-    connect_timeout_s: int = Field(default=3, ge=1, le=60)
+    connect_timeout_s: int = Field(default=3, ge=1, le=60, strict=True)
     flag_table: str = "nexus_feature_flags"
 
 
@@ -148,7 +148,7 @@ class SecuritySpec(_Model):
     certificate: AbsolutePath
     key: AbsolutePath
     hostname: HostName
-    min_days_valid: int = Field(default=30, ge=0)
+    min_days_valid: int = Field(default=30, ge=0, strict=True)
     nginx_config: Path = Path("/etc/nginx/nginx.conf")
     tls_endpoint: str  # host:port of the live TLS listener
 
@@ -183,7 +183,7 @@ class TargetProfile(_Model):
     # A testinfra host spec: local:// for this machine, ssh://user@host for another.
     host: str = "local://"
     # Every command run on the host ends within this (see nexus_deploy.bounded_host).
-    command_timeout_s: Annotated[float, Field(gt=0, le=3600, strict=True)] = (
+    command_timeout_s: Annotated[float, Field(gt=0, le=3600, strict=True, allow_inf_nan=False)] = (
         DEFAULT_COMMAND_TIMEOUT_S
     )
     system: SystemSpec
