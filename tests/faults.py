@@ -158,6 +158,36 @@ def running(command: Sequence[str | Path], port: int, log: Path, **env: str) -> 
             process.wait()
 
 
+SSHD = Path("/usr/sbin/sshd")
+
+
+@contextlib.contextmanager
+def ssh_server(directory: Path) -> Iterator[str]:
+    """A real sshd on a loopback port, accepting root with a key made here; yields the testinfra
+    spec of this machine reached through it (no shared ssh master left behind)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for key in ("host_key", "client_key"):
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", directory / key)
+    (directory / "authorized_keys").write_bytes((directory / "client_key.pub").read_bytes())
+    port = closed_port()
+    (directory / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {directory / 'host_key'}\n"
+        f"PidFile {directory / 'sshd.pid'}\nAuthorizedKeysFile {directory / 'authorized_keys'}\n"
+        "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nStrictModes no\nUsePAM no\n",
+        encoding="utf-8",
+    )
+    (directory / "ssh_config").write_text(
+        f"Host *\n  IdentityFile {directory / 'client_key'}\n  StrictHostKeyChecking no\n"
+        "  UserKnownHostsFile /dev/null\n  BatchMode yes\n  LogLevel ERROR\n",
+        encoding="utf-8",
+    )
+    Path("/run/sshd").mkdir(exist_ok=True)  # its privilege separation directory
+    command = [SSHD, "-D", "-e", "-f", directory / "sshd_config"]
+    with running(command, port, directory / "sshd.log"):
+        yield f"ssh://root@127.0.0.1:{port}?ssh_config={directory / 'ssh_config'}&controlpersist=0"
+
+
 @contextlib.contextmanager
 def degraded_gateway(log: Path) -> Iterator[str]:
     """A second real sandbox gateway whose database port is closed: /health answers 503."""

@@ -9,7 +9,8 @@ import signal
 import time
 
 import pytest
-from faults import ended
+import testinfra
+from faults import ended, ssh_server
 
 from nexus_deploy.bounded_host import (
     KILL_AFTER_S,
@@ -118,3 +119,37 @@ def test_one_host_object_per_spec_and_limit():
     # The facts gathered before the prechecks are found by host object: it must be the same.
     assert bounded_host("local://", 5) is bounded_host("local://", 5.0)
     assert bounded_host("local://", 5) is not bounded_host("local://", 6)
+
+
+# --- over ssh: the same bound, applied by the remote host -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ssh_host(tmp_path_factory):
+    with ssh_server(tmp_path_factory.mktemp("sshd")) as spec:
+        yield bounded_host(spec, LIMIT_S)
+
+
+def test_over_ssh_a_command_answers_as_over_plain_testinfra(ssh_host):
+    plain = testinfra.get_host(ssh_host.spec)
+    command = ("printf '%%s|' %s; exit 3", "two words; $(not run)")
+    assert ssh_host.run(*command).rc == plain.run(*command).rc == 3
+    assert ssh_host.run(*command).stdout == plain.run(*command).stdout == "two words; $(not run)|"
+
+
+def test_over_ssh_the_remote_command_is_ended_at_the_limit(ssh_host, tmp_path):
+    pidfile = tmp_path / "remote.pid"  # the "remote" host is this machine
+    with pytest.raises(
+        HostCommandTimeout, match=r"did not finish within 1 s \(command_timeout_s\)"
+    ):
+        ssh_host.run("sleep 600 & echo $! > %s; wait", str(pidfile))
+    assert ended(int(pidfile.read_text()))
+
+
+def test_over_ssh_a_command_that_ignores_sigterm_is_killed_and_named(ssh_host):
+    # timeout(1) then kills itself too: the remote shell must report that (137), since ssh
+    # would report a death by signal as 255, its own error code.
+    started = time.monotonic()
+    with pytest.raises(HostCommandTimeout):
+        ssh_host.run("trap '' TERM; sleep 600")
+    assert time.monotonic() - started < LIMIT_S + KILL_AFTER_S + SLACK_S
