@@ -162,9 +162,10 @@ SSHD = Path("/usr/sbin/sshd")
 
 
 @contextlib.contextmanager
-def ssh_server(directory: Path) -> Iterator[str]:
-    """A real sshd on a loopback port, accepting root with a key made here; yields the testinfra
-    spec of this machine reached through it (no shared ssh master left behind)."""
+def ssh_server(directory: Path, *settings: str) -> Iterator[str]:
+    """A real sshd on a loopback port, accepting root with a key made here, with sshd_config
+    ``settings`` added; yields the testinfra spec of this machine reached through it (no shared
+    ssh master left behind)."""
     directory.mkdir(parents=True, exist_ok=True)
     for key in ("host_key", "client_key"):
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", directory / key)
@@ -174,7 +175,8 @@ def ssh_server(directory: Path) -> Iterator[str]:
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {directory / 'host_key'}\n"
         f"PidFile {directory / 'sshd.pid'}\nAuthorizedKeysFile {directory / 'authorized_keys'}\n"
         "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\nStrictModes no\nUsePAM no\n",
+        "KbdInteractiveAuthentication no\nStrictModes no\nUsePAM no\n"
+        + "".join(f"{setting}\n" for setting in settings),
         encoding="utf-8",
     )
     (directory / "ssh_config").write_text(

@@ -2,24 +2,29 @@
 
 testinfra runs host commands without one, locally and over ssh alike: a `stat` on a hung NFS
 mount, a service script waiting on a dead daemon or a git hook that never returns would hang
-the deployment. Here every command runs under coreutils' ``timeout`` on the target itself,
-which ends the command's whole process group, so over ssh the remote command is ended too,
-not only our wait for it. A command that runs out of time raises ``HostCommandTimeout``, which
-fails the precheck that needed it with the command and the limit, and nothing else.
+the deployment. Here a command that runs out of time is ended with its whole process group and
+raises ``HostCommandTimeout``, which fails the precheck that needed it with the command and the
+limit, and nothing else.
 
 Every command testinfra runs goes through ``Host.run``: its modules (file, service, user,
 system_info) included. That one method is what ``BoundedHost`` changes. (One exception: to
 decode output that is not ASCII, testinfra once asks the host for its encoding directly.)
 
-On this machine the deployer also stops waiting for the output a little after the limit, in
-case a process left the command's group (setsid) and still holds it open. Over ssh that wait is
-ssh's: the remote command is ended, but a stalled connection lasts as long as ssh lets it.
+Two ways, one bound:
+- On this machine without sudo (the sandbox, a deployer on the platform host), the deployer
+  bounds the command itself: its own process group, ended at the limit. No process is added,
+  so the prechecks pay nothing for it.
+- Elsewhere (ssh, sudo) the command runs under coreutils' ``timeout`` on the host itself, so
+  over ssh the remote command is ended too, not only our wait for it. A connection that stalls
+  lasts as long as ssh lets it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import os
 import re
 import signal
 import subprocess
@@ -35,13 +40,9 @@ from testinfra.host import Host
 DEFAULT_COMMAND_TIMEOUT_S = 60.0
 # SIGTERM at the limit, SIGKILL this many seconds later for a command that ignores SIGTERM.
 KILL_AFTER_S = 2
-# After that, how long this machine still waits for the command's output to close.
-OUTPUT_GRACE_S = 1
-# timeout(1) exits 124 when the limit passed. When it has to send SIGKILL, it goes to the whole
-# process group, timeout(1) included: the caller then sees death by SIGKILL (-9 from a process
-# we started, 128 + 9 through a shell). A command can exit so by itself too, so these count as
-# a timeout only once the limit has passed.
-TIMED_OUT = (124, -signal.SIGKILL, 128 + signal.SIGKILL)
+# timeout(1) exits 124 when the limit passed, 128 + 9 when it had to kill (reported by the shell
+# around it). A command can exit so by itself too: these count only once the limit has passed.
+TIMED_OUT = (124, 128 + signal.SIGKILL)
 # How a shell says that timeout(1) itself is missing (dash, bash): the wrapper, not the command.
 _NO_TIMEOUT_COMMAND = re.compile(r"\btimeout: (command )?not found")
 
@@ -64,18 +65,19 @@ class BoundedHost(Host):  # type: ignore[misc]  # testinfra ships no type hints
 
     def run(self, command: str, *args: str, **kwargs: Any) -> CommandResult:
         line = self.backend.quote(command, *args)  # as testinfra quotes it: args shell-quoted
-        bound = ("timeout -k %s %s /bin/sh -c %s", str(KILL_AFTER_S), f"{self.limit_s:g}", line)
+        if self.backend.NAME == "local" and not self.backend.sudo:
+            return self._run_here(line)
         started = time.monotonic()
-        if self.backend.NAME == "local":
-            try:
-                result = self._run_here(*bound)
-            except subprocess.TimeoutExpired:
-                raise self.timed_out(line) from None
-        else:
-            # "; exit $?" keeps the remote shell from handing itself over to timeout(1): it
-            # reports timeout(1) killed by SIGKILL as 137, where ssh would report the death by
-            # signal as 255, its own error code, on which testinfra raises.
-            result = super().run(bound[0] + "; exit $?", *bound[1:], **kwargs)
+        # "; exit $?" keeps the shell from handing itself over to timeout(1) (bash does, for a
+        # last command): it reports timeout(1) killed by SIGKILL as 137, where ssh would report
+        # the death by signal as 255, its own error code, on which testinfra raises.
+        result: CommandResult = super().run(
+            "timeout -k %s %s /bin/sh -c %s; exit $?",
+            str(KILL_AFTER_S),
+            f"{self.limit_s:g}",
+            line,
+            **kwargs,
+        )
         if result.rc in TIMED_OUT and time.monotonic() - started >= self.limit_s:
             raise self.timed_out(line)
         if result.rc == 127 and _NO_TIMEOUT_COMMAND.search(result.stderr):
@@ -85,26 +87,42 @@ class BoundedHost(Host):  # type: ignore[misc]  # testinfra ships no type hints
             )
         return result
 
-    def _run_here(self, command: str, *args: str) -> CommandResult:
-        """As testinfra's local backend runs a command, with a limit on the wait as well."""
-        # exec: the shell becomes timeout(1) instead of waiting for it, one process less.
-        line = self.backend.encode(self.backend.get_command("exec " + command, *args))
+    def _run_here(self, line: str) -> CommandResult:
+        """As testinfra's local backend runs a command, in a process group of its own that is
+        ended at the limit as timeout(1) would end it: SIGTERM, then SIGKILL."""
+        command = self.backend.encode(line)
         pipe = subprocess.PIPE
-        with subprocess.Popen(line, shell=True, stdin=pipe, stdout=pipe, stderr=pipe) as process:
+        with subprocess.Popen(
+            command, shell=True, stdin=pipe, stdout=pipe, stderr=pipe, process_group=0
+        ) as process:
             try:
-                stdout, stderr = process.communicate(
-                    timeout=self.limit_s + KILL_AFTER_S + OUTPUT_GRACE_S
-                )
+                stdout, stderr = process.communicate(timeout=self.limit_s)
             except subprocess.TimeoutExpired:
-                process.kill()  # timeout(1) has ended by now; a process that escaped holds on
-                raise
-        result: CommandResult = self.backend.result(process.returncode, line, stdout, stderr)
+                end_group(process)
+                # Not waiting for the output again: a process that left the group (setsid)
+                # may hold it open for good.
+                raise self.timed_out(line) from None
+        result: CommandResult = self.backend.result(process.returncode, command, stdout, stderr)
         return result
 
     def timed_out(self, line: str) -> HostCommandTimeout:
         return HostCommandTimeout(
             f"`{line}` did not finish within {self.limit_s:g} s (command_timeout_s) on {self.spec}"
         )
+
+
+def end_group(process: subprocess.Popen[bytes]) -> None:
+    """End the process group led by ``process`` as timeout(1) would: SIGTERM, and SIGKILL to
+    whatever is left of it KILL_AFTER_S later."""
+    with contextlib.suppress(ProcessLookupError):  # raised once the group has no process left
+        os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + KILL_AFTER_S
+        while time.monotonic() < deadline:
+            process.poll()  # reaps the leader, which would otherwise linger in the group
+            os.killpg(process.pid, 0)
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def usable_limit(value: object) -> float | None:
