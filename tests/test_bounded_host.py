@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import testinfra
@@ -19,6 +20,7 @@ from nexus_deploy.bounded_host import (
     HostCommandError,
     HostCommandTimeout,
     bounded_host,
+    interrupt_commands,
     usable_limit,
 )
 
@@ -67,6 +69,29 @@ def test_a_command_that_ignores_sigterm_is_killed(host):
         host.run("trap '' TERM; sleep 600")
     elapsed = time.monotonic() - started
     assert LIMIT_S + KILL_AFTER_S <= elapsed < LIMIT_S + KILL_AFTER_S + SLACK_S
+
+
+def test_a_stopped_command_is_woken_to_end_at_the_limit(host):
+    # SIGTERM alone waits for a stopped process to be continued; without SIGCONT it would
+    # take the SIGKILL, KILL_AFTER_S later.
+    started = time.monotonic()
+    with pytest.raises(HostCommandTimeout):
+        host.run("kill -STOP $$")
+    assert time.monotonic() - started < LIMIT_S + KILL_AFTER_S
+
+
+def test_an_interrupted_run_ends_the_commands_still_running(tmp_path):
+    # Each command runs in a process group of its own, out of reach of the terminal's Ctrl-C.
+    patient = bounded_host("local://", 600)
+    pidfile = tmp_path / "command.pid"
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(patient.run, "echo $$ > %s; exec sleep 600", str(pidfile))
+        deadline = time.monotonic() + SLACK_S
+        while not pidfile.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        interrupt_commands()
+        assert running.result(timeout=SLACK_S).rc == -signal.SIGTERM
+    assert ended(int(pidfile.read_text()))
 
 
 def test_a_process_that_left_the_group_holding_the_output_is_not_waited_for(host, tmp_path):

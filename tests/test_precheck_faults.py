@@ -8,8 +8,13 @@ starts again.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -466,13 +471,19 @@ def test_a_hung_gateway_fails_within_a_bound(run_check):
     assert_red(run, "API", f"hung {url}/health unreachable: no answer within 3 s")
 
 
-def test_a_hung_host_command_fails_its_precheck_within_the_command_limit(run_check, tmp_path):
-    # A git hook that never returns: `git status` runs the fsmonitor hook and waits for it.
-    repo = git_repository(tmp_path / "nexus-cos")
-    hook = tmp_path / "fsmonitor-hook"
-    hook.write_text(f"#!/bin/sh\necho $$ > {tmp_path / 'hook.pid'}\nexec sleep 600\n")
+def repository_with_hung_hook(directory: Path) -> Path:
+    """A checkout whose `git status` never returns: it runs an fsmonitor hook that sleeps (and
+    writes its pid to hook.pid beside the checkout)."""
+    repo = git_repository(directory / "nexus-cos")
+    hook = directory / "fsmonitor-hook"
+    hook.write_text(f"#!/bin/sh\necho $$ > {directory / 'hook.pid'}\nexec sleep 600\n")
     hook.chmod(0o755)
     git(repo, "config", "core.fsmonitor", str(hook))
+    return repo
+
+
+def test_a_hung_host_command_fails_its_precheck_within_the_command_limit(run_check, tmp_path):
+    repo = repository_with_hung_hook(tmp_path)
     started = time.monotonic()
     run = run_check("REPOSITORY", {"repository.path": str(repo), "command_timeout_s": 2})
     elapsed = time.monotonic() - started
@@ -480,6 +491,41 @@ def test_a_hung_host_command_fails_its_precheck_within_the_command_limit(run_che
     status = f"git -C {repo} status --porcelain=v2 --branch --untracked-files=normal"
     assert_red(run, "REPOSITORY", f"`{status}` did not finish within 2 s (command_timeout_s) on")
     assert ended(int((tmp_path / "hook.pid").read_text())), "the hung hook outlived the run"
+
+
+def test_ctrl_c_ends_a_hung_host_command_and_the_run_at_once(target_file, tmp_path):
+    # Host commands run in process groups of their own, which the terminal's Ctrl-C does not
+    # reach: the interrupted run must end them itself, not wait out command_timeout_s.
+    repo = repository_with_hung_hook(tmp_path)
+    target = target_file({"repository.path": str(repo), "command_timeout_s": 600})
+    command = [sys.executable, "-m", "pytest", "-m", "precheck", f"--target={target}"]
+    command.append(f"--reports-dir={tmp_path / 'reports'}")
+    hook_pid = tmp_path / "hook.pid"
+    # Its own process group, as a terminal gives a foreground job: Ctrl-C signals the group.
+    with subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, process_group=0
+    ) as deployer:
+        try:
+            deadline = time.monotonic() + BOUND_S
+            while not hook_pid.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert hook_pid.exists(), "the hook never ran"
+            os.killpg(deployer.pid, signal.SIGINT)
+            interrupted = time.monotonic()
+            output, _ = deployer.communicate(timeout=BOUND_S)
+            took = time.monotonic() - interrupted
+        finally:  # a run that did not end: stop it, and git with its hook, then fail
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(deployer.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+                hook_group = os.getpgid(int(hook_pid.read_text()))
+                if hook_group != os.getpgrp():
+                    os.killpg(hook_group, signal.SIGKILL)
+    assert deployer.returncode == pytest.ExitCode.INTERRUPTED, output.decode()
+    assert took < 15, f"the run took {took:.0f} s to end after Ctrl-C"
+    assert ended(int(hook_pid.read_text())), "the hung hook outlived the run"
+    log = next((tmp_path / "audit").glob("precheck-*.log"))
+    assert "DEPLOYMENT_COMPLETE" in log.read_text(encoding="utf-8")
 
 
 def test_the_run_names_the_facts_it_is_still_waiting_for(run_check):

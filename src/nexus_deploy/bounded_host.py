@@ -13,7 +13,9 @@ decode output that is not ASCII, testinfra once asks the host for its encoding d
 Two ways, one bound:
 - On this machine without sudo (the sandbox, a deployer on the platform host), the deployer
   bounds the command itself: its own process group, ended at the limit. No process is added,
-  so the prechecks pay nothing for it.
+  so the prechecks pay nothing for it. Being in a group of its own, the command no longer
+  gets the terminal's Ctrl-C (nor can it prompt on the terminal: it stops, then times out),
+  so an interrupted run ends the commands still running (``interrupt_commands``).
 - Elsewhere (ssh, sudo) the command runs under coreutils' ``timeout`` on the host itself, so
   over ssh the remote command is ended too, not only our wait for it. A connection that stalls
   lasts as long as ssh lets it.
@@ -28,7 +30,9 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import testinfra.backend
@@ -45,6 +49,10 @@ KILL_AFTER_S = 2
 TIMED_OUT = (124, 128 + signal.SIGKILL)
 # How a shell says that timeout(1) itself is missing (dash, bash): the wrapper, not the command.
 _NO_TIMEOUT_COMMAND = re.compile(r"\btimeout: (command )?not found")
+
+# The commands running on this machine, for interrupt_commands; facts are read in threads.
+_running: set[subprocess.Popen[bytes]] = set()
+_running_lock = threading.Lock()
 
 
 class HostCommandTimeout(Exception):
@@ -89,12 +97,14 @@ class BoundedHost(Host):  # type: ignore[misc]  # testinfra ships no type hints
 
     def _run_here(self, line: str) -> CommandResult:
         """As testinfra's local backend runs a command, in a process group of its own that is
-        ended at the limit as timeout(1) would end it: SIGTERM, then SIGKILL."""
+        ended at the limit (``end_group``)."""
         command = self.backend.encode(line)
         pipe = subprocess.PIPE
         with subprocess.Popen(
             command, shell=True, stdin=pipe, stdout=pipe, stderr=pipe, process_group=0
         ) as process:
+            with _running_lock:
+                _running.add(process)
             try:
                 stdout, stderr = process.communicate(timeout=self.limit_s)
             except subprocess.TimeoutExpired:
@@ -102,6 +112,12 @@ class BoundedHost(Host):  # type: ignore[misc]  # testinfra ships no type hints
                 # Not waiting for the output again: a process that left the group (setsid)
                 # may hold it open for good.
                 raise self.timed_out(line) from None
+            except BaseException:  # Ctrl-C in this thread: the terminal's reaches no command
+                end_group(process)
+                raise
+            finally:
+                with _running_lock:
+                    _running.discard(process)
         result: CommandResult = self.backend.result(process.returncode, command, stdout, stderr)
         return result
 
@@ -111,18 +127,51 @@ class BoundedHost(Host):  # type: ignore[misc]  # testinfra ships no type hints
         )
 
 
+def interrupt_commands() -> None:
+    """Ask the commands still running on this machine to end (SIGTERM), as the terminal's
+    Ctrl-C would have: the threads waiting for them then return at once."""
+    with _running_lock:
+        groups = [process.pid for process in _running]
+    for group in groups:
+        signal_group(group, signal.SIGTERM, signal.SIGCONT)
+
+
 def end_group(process: subprocess.Popen[bytes]) -> None:
-    """End the process group led by ``process`` as timeout(1) would: SIGTERM, and SIGKILL to
-    whatever is left of it KILL_AFTER_S later."""
-    with contextlib.suppress(ProcessLookupError):  # raised once the group has no process left
-        os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + KILL_AFTER_S
-        while time.monotonic() < deadline:
-            process.poll()  # reaps the leader, which would otherwise linger in the group
-            os.killpg(process.pid, 0)
-            time.sleep(0.05)
-        os.killpg(process.pid, signal.SIGKILL)
+    """End the process group led by ``process``: SIGTERM (with SIGCONT, so that a stopped
+    process wakes up to it), then SIGKILL to whatever is left of the group KILL_AFTER_S later.
+
+    The leader, our child, is reaped only at the very end: until then its pid, which is the
+    group's id, cannot be given to another process, so no signal here can reach a stranger."""
+    group = process.pid
+    signal_group(group, signal.SIGTERM, signal.SIGCONT)
+    deadline = time.monotonic() + KILL_AFTER_S
+    while live_members(group) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    signal_group(group, signal.SIGKILL)
     process.wait()
+
+
+def signal_group(group: int, *signals: signal.Signals) -> None:
+    for number in signals:
+        # Gone: nothing left to signal. Not permitted: what is left runs as another user.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, number)
+
+
+def live_members(group: int) -> bool:
+    """Whether a process of ``group`` is still alive, zombies aside: an orphan's zombie waits
+    for PID 1, which here may take a second or two."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text(encoding="utf-8", errors="replace")
+        except OSError:  # ended meanwhile
+            continue
+        state, _parent, process_group = stat.rsplit(")", 1)[1].split()[:3]
+        if int(process_group) == group and state not in ("Z", "X"):
+            return True
+    return False
 
 
 def usable_limit(value: object) -> float | None:

@@ -16,7 +16,7 @@ import pytest
 
 from nexus_deploy import __version__
 from nexus_deploy.audit import AuditLog
-from nexus_deploy.bounded_host import BoundedHost, bounded_host
+from nexus_deploy.bounded_host import BoundedHost, bounded_host, interrupt_commands
 from nexus_deploy.deployment import Deployment
 from nexus_deploy.gate import runtime_problems
 from nexus_deploy.prechecks import WARNINGS_KEY, Outcome, Status, Tally, precheck_name
@@ -241,8 +241,11 @@ class DeploymentRun:
         return exitstatus
 
     def finish(self, exitstatus: int) -> None:
+        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+        if interrupted:
+            interrupt_commands()  # they run out of the terminal's reach (see bounded_host)
         # Interrupted: write the closing lines now, whatever background call still runs.
-        self.prefetch.close(wait=exitstatus != pytest.ExitCode.INTERRUPTED)
+        self.prefetch.close(wait=not interrupted)
         self.end_prechecks()
         if self.request is not None and not self.activation_started:
             reason = "; ".join(self.gate_problems) or "activation not selected"
