@@ -151,8 +151,11 @@ def junit_global_properties(path: Path) -> list[tuple[str, str]]:
     return [(p.get("name", ""), p.get("value", "")) for p in properties.findall("property")]
 
 
-def set_rows(connection: Any, rows: dict[str, Any], at: str, by: str) -> None:
-    """Arrange flag rows as another writer (the platform, an operator) left them."""
+def set_rows(
+    connection: Any, rows: dict[str, Any], at: str = "2026-01-01 00:00:00+00", by: str = "tests"
+) -> None:
+    """Arrange flag rows as another writer (the platform, an operator) left them; ``at`` and
+    ``by`` matter to the tests of what rollback restores, which pass their own."""
     for key, value in rows.items():
         connection.execute(
             "INSERT INTO nexus_feature_flags (key, value, updated_at, updated_by) "
@@ -363,12 +366,7 @@ def test_global_launch_needs_the_full_marketplace_and_founder_mode_turns_it_off(
 ):
     db = clean_flags
     target = target_file()
-    set_rows(
-        db,
-        {"marketplace.enabled": True, "marketplace.step": 3},
-        "2026-01-01 00:00:00+00",
-        "tests",
-    )
+    set_rows(db, {"marketplace.enabled": True, "marketplace.step": 3})
     before = flag_rows(db)
     early = activate(run_suite, target, "phase4")
     assert early.rc == 1, early.output
@@ -379,7 +377,7 @@ def test_global_launch_needs_the_full_marketplace_and_founder_mode_turns_it_off(
     assert flag_rows(db) == before
     assert not early.script.exists()
 
-    set_rows(db, {"marketplace.step": 4}, "2026-01-01 00:00:00+00", "tests")
+    set_rows(db, {"marketplace.step": 4})
     launch = activate(run_suite, target, "phase4", "--mode", "global")
     assert launch.rc == 0, launch.output
     now = values(db)
@@ -617,12 +615,7 @@ def test_rollback_of_a_launch_returns_to_founder_mode_exactly(run_suite, target_
     assert now["launch.mode"] == "founder" and now["launch.regions"] == []
     assert not any(switched_on(now[key]) for key in launch_switches("founder"))
 
-    set_rows(
-        db,
-        {"marketplace.enabled": True, "marketplace.step": 4},
-        "2026-01-01 00:00:00+00",
-        "tests",
-    )
+    set_rows(db, {"marketplace.enabled": True, "marketplace.step": 4})
     before = flag_rows(db)
     launch = activate(run_suite, target, "phase4")
     assert launch.rc == 0, launch.output
