@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -165,12 +166,20 @@ SSHD = Path("/usr/sbin/sshd")
 def ssh_server(directory: Path, *settings: str) -> Iterator[str]:
     """A real sshd on a loopback port, accepting root with a key made here, with sshd_config
     ``settings`` added; yields the testinfra spec of this machine reached through it (no shared
-    ssh master left behind)."""
+    ssh master left behind). Its pid is in ``directory / "sshd.pid"``."""
+    port = closed_port()
+    spec = ssh_files(directory, port, *settings)
+    with sshd(directory, port):
+        yield spec
+
+
+def ssh_files(directory: Path, port: int, *settings: str) -> str:
+    """Keys and configuration for an sshd on ``port`` (see ``ssh_server``), without starting
+    it; returns the testinfra spec that reaches this machine through it."""
     directory.mkdir(parents=True, exist_ok=True)
     for key in ("host_key", "client_key"):
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", directory / key)
     (directory / "authorized_keys").write_bytes((directory / "client_key.pub").read_bytes())
-    port = closed_port()
     (directory / "sshd_config").write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {directory / 'host_key'}\n"
         f"PidFile {directory / 'sshd.pid'}\nAuthorizedKeysFile {directory / 'authorized_keys'}\n"
@@ -179,15 +188,53 @@ def ssh_server(directory: Path, *settings: str) -> Iterator[str]:
         + "".join(f"{setting}\n" for setting in settings),
         encoding="utf-8",
     )
+    host_key = (directory / "host_key.pub").read_text(encoding="utf-8").split()[:2]
+    (directory / "known_hosts").write_text(f"[127.0.0.1]:{port} {' '.join(host_key)}\n")
+    # ssh's own messages at its default level: "Timeout, server ... not responding" is INFO.
     (directory / "ssh_config").write_text(
-        f"Host *\n  IdentityFile {directory / 'client_key'}\n  StrictHostKeyChecking no\n"
-        "  UserKnownHostsFile /dev/null\n  BatchMode yes\n  LogLevel ERROR\n",
+        f"Host *\n  IdentityFile {directory / 'client_key'}\n  StrictHostKeyChecking yes\n"
+        f"  UserKnownHostsFile {directory / 'known_hosts'}\n  BatchMode yes\n  LogLevel INFO\n",
         encoding="utf-8",
     )
+    return f"ssh://root@127.0.0.1:{port}?ssh_config={directory / 'ssh_config'}&controlpersist=0"
+
+
+@contextlib.contextmanager
+def sshd(directory: Path, port: int) -> Iterator[int]:
+    """The sshd configured in ``directory`` by ``ssh_files``, running on ``port``."""
     Path("/run/sshd").mkdir(exist_ok=True)  # its privilege separation directory
     command = [SSHD, "-D", "-e", "-f", directory / "sshd_config"]
     with running(command, port, directory / "sshd.log"):
-        yield f"ssh://root@127.0.0.1:{port}?ssh_config={directory / 'ssh_config'}&controlpersist=0"
+        yield port
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes started by ``pid``, their children, and so on."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+@contextlib.contextmanager
+def stopped(pids: Sequence[int]) -> Iterator[None]:
+    """Processes ``pids`` stopped (SIGSTOP) for the duration: alive, answering nothing."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
 
 @contextlib.contextmanager

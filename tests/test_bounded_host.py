@@ -1,19 +1,22 @@
 """Every command on the target host ends within the profile's limit, through real processes:
 what would hang (a sleep, a FIFO nobody writes, a script ignoring SIGTERM) is ended, its
 processes with it, and the caller is told which command and which limit. On this machine the
-deployer bounds commands itself; over ssh (a real sshd on loopback) timeout(1) does, remotely."""
+deployer bounds commands itself; over ssh (a real sshd on loopback) timeout(1) does, remotely,
+and ssh's keepalives bound a connection that stops answering."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import testinfra
-from faults import ended, ssh_server
+from faults import closed_port, descendants, ended, ssh_files, ssh_server, sshd, stopped
 
 from nexus_deploy.bounded_host import (
     KILL_AFTER_S,
@@ -193,6 +196,48 @@ def test_over_ssh_an_exit_code_alone_is_not_taken_for_a_timeout(ssh_host):
 
 
 def test_a_host_without_timeout_is_refused_by_name(ssh_host_without_timeout):
-    spec = ssh_host_without_timeout.spec
-    with pytest.raises(HostCommandError, match=f"^{re.escape(spec)} has no `timeout` command"):
+    name = ssh_host_without_timeout.name
+    with pytest.raises(HostCommandError, match=f"^{re.escape(name)} has no `timeout` command"):
         ssh_host_without_timeout.run("true")
+
+
+def test_an_unreachable_ssh_host_fails_once_and_is_not_asked_again(tmp_path):
+    port = closed_port()
+    spec = ssh_files(tmp_path, port)
+    host = bounded_host(spec, LIMIT_S)
+    failed = (
+        f"ssh to ssh://root@127.0.0.1:{port} failed \\(ssh: connect to host 127.0.0.1 port {port}: "
+    )
+    with pytest.raises(HostCommandError, match=f"^`uname` not run: {failed}Connection refused"):
+        host.run("uname")
+    with sshd(tmp_path, port):  # now it answers: yet this run has written the host off
+        with pytest.raises(HostCommandError, match=f"^`id -u` not run: {failed}.* earlier in"):
+            host.run("id -u")
+        assert bounded_host(spec, LIMIT_S + 1).run("id -u").rc == 0  # a new run would ask
+
+
+def test_over_ssh_a_connection_that_stops_answering_is_dropped(tmp_path):
+    with ssh_server(tmp_path) as spec:
+        host = bounded_host(spec, 3.0)  # a keepalive a second, three unanswered: dropped
+        server = int((tmp_path / "sshd.pid").read_text())
+        with ThreadPoolExecutor(1) as pool:
+            call = pool.submit(host.run, "sleep 600")
+            deadline = time.monotonic() + SLACK_S
+            while not remote_sleep(server) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert remote_sleep(server), "the command never started on the host"
+            # sshd stopped: the connection stays open, and nothing answers on it.
+            with (
+                stopped([server, *descendants(server)]),
+                pytest.raises(HostCommandError, match="not responding"),
+            ):
+                call.result(timeout=3 * SLACK_S)  # a hang would last as long as the stop
+
+
+def remote_sleep(server: int) -> bool:
+    """Whether the sshd ``server`` runs the test's `sleep 600` for a client."""
+    for pid in descendants(server):
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x00600\x00":
+                return True
+    return False

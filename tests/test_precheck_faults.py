@@ -36,6 +36,7 @@ from faults import (
     sh,
     silent_listener,
     silent_unix_socket,
+    ssh_files,
     stopped_service,
     tls_listener,
     version_banner_nginx,
@@ -526,6 +527,24 @@ def test_ctrl_c_ends_a_hung_host_command_and_the_run_at_once(target_file, tmp_pa
     assert ended(int(hook_pid.read_text())), "the hung hook outlived the run"
     log = next((tmp_path / "audit").glob("precheck-*.log"))
     assert "DEPLOYMENT_COMPLETE" in log.read_text(encoding="utf-8")
+
+
+def test_an_unreachable_ssh_host_fails_each_host_precheck_by_name(run_suite, target_file, tmp_path):
+    # Nothing listens on the port: the first command says why ssh failed, and every later one
+    # is refused with the same words without trying again. The deployer's own checks (pfs
+    # files, gateway, database) do not go through the host and pass.
+    port = closed_port()
+    spec = ssh_files(tmp_path / "ssh", port)
+    started = time.monotonic()
+    run = run_suite("-m", "precheck", target=target_file({"host": spec}))
+    elapsed = time.monotonic() - started
+    assert elapsed < BOUND_S, f"the prechecks took {elapsed:.0f} s"
+    refused = f"ssh: connect to host 127.0.0.1 port {port}: Connection refused"
+    failed = f"ssh to ssh://root@127.0.0.1:{port} failed ({refused})"
+    passed = [n for n in PRECHECK_NAMES if run.cases[f"test_{n.lower()}"]["outcome"] == "passed"]
+    assert passed == ["CONFIG", "API", "DATABASE"], run.output
+    for name in set(PRECHECK_NAMES) - set(passed):
+        assert_red(run, name, failed)
 
 
 def test_the_run_names_the_facts_it_is_still_waiting_for(run_check):

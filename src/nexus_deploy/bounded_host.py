@@ -17,8 +17,14 @@ Two ways, one bound:
   gets the terminal's Ctrl-C (nor can it prompt on the terminal: it stops, then times out),
   so an interrupted run ends the commands still running (``interrupt_commands``).
 - Elsewhere (ssh, sudo) the command runs under coreutils' ``timeout`` on the host itself, so
-  over ssh the remote command is ended too, not only our wait for it. A connection that stalls
-  lasts as long as ssh lets it.
+  over ssh the remote command is ended too, not only our wait for it.
+
+Over ssh the connection is bounded as well: testinfra gives ssh a 10 s ConnectTimeout, and
+keepalives (``keepalive_options``) end a connection that stops answering. When ssh itself
+fails (its exit status 255: host unreachable, key refused, link lost), the command raises
+``HostCommandError`` naming the host and ssh's own words, and so does every later command on
+that host in this run, at once: an unreachable host costs one connect timeout, not one per
+command.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +56,10 @@ KILL_AFTER_S = 2
 TIMED_OUT = (124, 128 + signal.SIGKILL)
 # How a shell says that timeout(1) itself is missing (dash, bash): the wrapper, not the command.
 _NO_TIMEOUT_COMMAND = re.compile(r"\btimeout: (command )?not found")
+# ssh's exit status for its own failures; testinfra takes it so too (a RuntimeError).
+SSH_FAILED = 255
+# Over ssh, a connection whose peer leaves this many keepalives in a row unanswered is dropped.
+KEEPALIVES_UNANSWERED = 3
 
 # The commands running on this machine, for interrupt_commands; facts are read in threads.
 _running: set[subprocess.Popen[bytes]] = set()
@@ -69,28 +80,41 @@ class BoundedHost(Host):  # type: ignore[misc]  # testinfra ships no type hints
     def __init__(self, spec: str, backend: Any, limit_s: float) -> None:
         super().__init__(backend)
         self.spec = spec
+        # For messages: the spec without its query (ssh_config=..., controlpersist=...).
+        self.name = spec.split("?", 1)[0]
         self.limit_s = limit_s
+        # Why ssh to this host failed, once it has: later commands are refused with it.
+        self.ssh_failure: str | None = None
 
     def run(self, command: str, *args: str, **kwargs: Any) -> CommandResult:
         line = self.backend.quote(command, *args)  # as testinfra quotes it: args shell-quoted
         if self.backend.NAME == "local" and not self.backend.sudo:
             return self._run_here(line)
+        if self.ssh_failure is not None:
+            raise HostCommandError(f"`{line}` not run: {self.ssh_failure} earlier in this run")
         started = time.monotonic()
-        # "; exit $?" keeps the shell from handing itself over to timeout(1) (bash does, for a
-        # last command): it reports timeout(1) killed by SIGKILL as 137, where ssh would report
-        # the death by signal as 255, its own error code, on which testinfra raises.
-        result: CommandResult = super().run(
-            "timeout -k %s %s /bin/sh -c %s; exit $?",
-            str(KILL_AFTER_S),
-            f"{self.limit_s:g}",
-            line,
-            **kwargs,
-        )
+        try:
+            # "; exit $?" keeps the shell from handing itself over to timeout(1) (bash does, for
+            # a last command): it reports timeout(1) killed by SIGKILL as 137, where ssh would
+            # report the death by signal as 255, its own error code, on which testinfra raises.
+            result: CommandResult = super().run(
+                "timeout -k %s %s /bin/sh -c %s; exit $?",
+                str(KILL_AFTER_S),
+                f"{self.limit_s:g}",
+                line,
+                **kwargs,
+            )
+        except RuntimeError as exc:
+            failed = exc.args[0] if exc.args else None
+            if not (isinstance(failed, CommandResult) and failed.rc == SSH_FAILED):
+                raise
+            self.ssh_failure = f"ssh to {self.name} failed ({last_line(failed.stderr)})"
+            raise HostCommandError(f"`{line}` not run: {self.ssh_failure}") from None
         if result.rc in TIMED_OUT and time.monotonic() - started >= self.limit_s:
             raise self.timed_out(line)
         if result.rc == 127 and _NO_TIMEOUT_COMMAND.search(result.stderr):
             raise HostCommandError(
-                f"{self.spec} has no `timeout` command (GNU coreutils), which bounds every host"
+                f"{self.name} has no `timeout` command (GNU coreutils), which bounds every host"
                 " command"
             )
         return result
@@ -123,7 +147,7 @@ class BoundedHost(Host):  # type: ignore[misc]  # testinfra ships no type hints
 
     def timed_out(self, line: str) -> HostCommandTimeout:
         return HostCommandTimeout(
-            f"`{line}` did not finish within {self.limit_s:g} s (command_timeout_s) on {self.spec}"
+            f"`{line}` did not finish within {self.limit_s:g} s (command_timeout_s) on {self.name}"
         )
 
 
@@ -174,6 +198,19 @@ def live_members(group: int) -> bool:
     return False
 
 
+def last_line(text: str) -> str:
+    """The last line of ``text`` that says something (ssh's own error comes last)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "no message"
+
+
+def keepalive_options(limit_s: float) -> str:
+    """ssh options that drop a connection that stops answering: noticed within the command
+    limit (at least 3 s: one keepalive a second at most), or within 15 s for long limits."""
+    interval = max(1, min(5, int(limit_s // KEEPALIVES_UNANSWERED)))
+    return f"-o ServerAliveInterval={interval} -o ServerAliveCountMax={KEEPALIVES_UNANSWERED}"
+
+
 def usable_limit(value: object) -> float | None:
     """``value`` as a command time limit in seconds, if it is one: a finite positive number."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -189,7 +226,10 @@ def usable_limit(value: object) -> float | None:
 def bounded_host(spec: str, limit_s: float) -> BoundedHost:
     """The host of testinfra spec ``spec`` (local://, ssh://user@host, ...), one per spec and
     limit: the prechecks, and the facts gathered for them, must share one host object."""
-    backend = testinfra.backend.get_backend(spec)
+    over_ssh = urllib.parse.urlsplit(spec).scheme == "ssh"
+    # testinfra reads no ssh_extra_args from a spec, so these are the only ones.
+    extra = {"ssh_extra_args": keepalive_options(limit_s)} if over_ssh else {}
+    backend = testinfra.backend.get_backend(spec, **extra)
     host = BoundedHost(spec, backend, limit_s)
     backend.set_host(host)
     return host
