@@ -166,7 +166,7 @@ SSHD = Path("/usr/sbin/sshd")
 def ssh_server(directory: Path, *settings: str) -> Iterator[str]:
     """A real sshd on a loopback port, accepting root with a key made here, with sshd_config
     ``settings`` added; yields the testinfra spec of this machine reached through it (no shared
-    ssh master left behind). Its pid is in ``directory / "sshd.pid"``."""
+    ssh master left behind)."""
     port = closed_port()
     spec = ssh_files(directory, port, *settings)
     with sshd(directory, port):
@@ -201,11 +201,18 @@ def ssh_files(directory: Path, port: int, *settings: str) -> str:
 
 @contextlib.contextmanager
 def sshd(directory: Path, port: int) -> Iterator[int]:
-    """The sshd configured in ``directory`` by ``ssh_files``, running on ``port``."""
+    """The sshd configured in ``directory`` by ``ssh_files``, running on ``port``; yields its
+    pid (from its PidFile, which it writes a moment after it listens)."""
     Path("/run/sshd").mkdir(exist_ok=True)  # its privilege separation directory
     command = [SSHD, "-D", "-e", "-f", directory / "sshd_config"]
+    pidfile = directory / "sshd.pid"
     with running(command, port, directory / "sshd.log"):
-        yield port
+        deadline = time.monotonic() + 10
+        while not pidfile.read_text(encoding="utf-8").strip() if pidfile.exists() else True:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"sshd on port {port} wrote no {pidfile}")
+            time.sleep(0.05)
+        yield int(pidfile.read_text(encoding="utf-8"))
 
 
 def descendants(pid: int) -> list[int]:

@@ -22,9 +22,9 @@ Two ways, one bound:
 Over ssh the connection is bounded as well: testinfra gives ssh a 10 s ConnectTimeout, and
 keepalives (``keepalive_options``) end a connection that stops answering. When ssh itself
 fails (its exit status 255: host unreachable, key refused, link lost), the command raises
-``HostCommandError`` naming the host and ssh's own words, and so does every later command on
-that host in this run, at once: an unreachable host costs one connect timeout, not one per
-command.
+``HostCommandError`` naming the host and ssh's own words, and every later command on that
+host in this run is refused with them at once: an unreachable host costs one connect timeout,
+not one per command. A command that exits 255 by itself is told apart (``_OWN_255``).
 """
 
 from __future__ import annotations
@@ -58,6 +58,12 @@ TIMED_OUT = (124, 128 + signal.SIGKILL)
 _NO_TIMEOUT_COMMAND = re.compile(r"\btimeout: (command )?not found")
 # ssh's exit status for its own failures; testinfra takes it so too (a RuntimeError).
 SSH_FAILED = 255
+# The testinfra backends that run the ssh client (safe-ssh is ssh with a list of safe commands).
+SSH_BACKENDS = ("ssh", "safe-ssh")
+# Written to stderr by the wrapper when the command itself exited 255: a tool may (perl's die,
+# xargs, a nested ssh), and only this tells its answer from ssh's own failure. Taken out again.
+_OWN_255 = "nexus-deploy: the command itself exited 255"
+_PASSWORD = re.compile(r"^([a-z-]+://[^/@:]*):[^/@]*@")
 # Over ssh, a connection whose peer leaves this many keepalives in a row unanswered is dropped.
 KEEPALIVES_UNANSWERED = 3
 
@@ -80,10 +86,12 @@ class BoundedHost(Host):  # type: ignore[misc]  # testinfra ships no type hints
     def __init__(self, spec: str, backend: Any, limit_s: float) -> None:
         super().__init__(backend)
         self.spec = spec
-        # For messages: the spec without its query (ssh_config=..., controlpersist=...).
-        self.name = spec.split("?", 1)[0]
+        # For messages and logs: the spec without its query (ssh_config=..., timeout=...) and
+        # without a password (ssh://user:password@host, which testinfra passes to sshpass).
+        self.name = _PASSWORD.sub(r"\1:***@", spec.split("?", 1)[0])
         self.limit_s = limit_s
-        # Why ssh to this host failed, once it has: later commands are refused with it.
+        # Why ssh to this host failed, once it has: later commands are refused with it, for
+        # the life of this object. That is one run: pytest runs (nexusctl's too) are processes.
         self.ssh_failure: str | None = None
 
     def run(self, command: str, *args: str, **kwargs: Any) -> CommandResult:
@@ -94,22 +102,26 @@ class BoundedHost(Host):  # type: ignore[misc]  # testinfra ships no type hints
             raise HostCommandError(f"`{line}` not run: {self.ssh_failure} earlier in this run")
         started = time.monotonic()
         try:
-            # "; exit $?" keeps the shell from handing itself over to timeout(1) (bash does, for
-            # a last command): it reports timeout(1) killed by SIGKILL as 137, where ssh would
-            # report the death by signal as 255, its own error code, on which testinfra raises.
+            # "; r=$?; ... exit $r" keeps the shell from handing itself over to timeout(1) (bash
+            # does, for a last command): it reports timeout(1) killed by SIGKILL as 137, where
+            # ssh would report the death by signal as 255, its own error code.
             result: CommandResult = super().run(
-                "timeout -k %s %s /bin/sh -c %s; exit $?",
+                "timeout -k %s %s /bin/sh -c %s; r=$?; [ $r -ne 255 ] || echo %s >&2; exit $r",
                 str(KILL_AFTER_S),
                 f"{self.limit_s:g}",
                 line,
+                _OWN_255,
                 **kwargs,
             )
-        except RuntimeError as exc:
-            failed = exc.args[0] if exc.args else None
-            if not (isinstance(failed, CommandResult) and failed.rc == SSH_FAILED):
+        except RuntimeError as exc:  # testinfra's ssh backends raise it on 255
+            result = exc.args[0] if exc.args else None
+            if not (isinstance(result, CommandResult) and result.rc == SSH_FAILED):
                 raise
-            self.ssh_failure = f"ssh to {self.name} failed ({last_line(failed.stderr)})"
-            raise HostCommandError(f"`{line}` not run: {self.ssh_failure}") from None
+            if not self.answered_255(result):
+                self.ssh_failure = f"ssh to {self.name} failed ({ssh_said(result.stderr)})"
+                raise HostCommandError(f"`{line}`: {self.ssh_failure}") from None
+        if result.rc == SSH_FAILED:
+            result = self.without_own_255(result)
         if result.rc in TIMED_OUT and time.monotonic() - started >= self.limit_s:
             raise self.timed_out(line)
         if result.rc == 127 and _NO_TIMEOUT_COMMAND.search(result.stderr):
@@ -118,6 +130,23 @@ class BoundedHost(Host):  # type: ignore[misc]  # testinfra ships no type hints
                 " command"
             )
         return result
+
+    @staticmethod
+    def answered_255(result: CommandResult) -> bool:
+        """Whether a 255 is the command's own exit status, not ssh's failure."""
+        return _OWN_255.encode() in result.stderr_bytes.splitlines()
+
+    def without_own_255(self, result: CommandResult) -> CommandResult:
+        """``result`` with the wrapper's line about a 255 taken out of its stderr."""
+        lines = result.stderr_bytes.splitlines(keepends=True)
+        mark = [i for i, text in enumerate(lines) if text.rstrip(b"\r\n") == _OWN_255.encode()]
+        if not mark:
+            return result
+        del lines[mark[-1]]
+        plain: CommandResult = self.backend.result(
+            result.rc, result.command, result.stdout_bytes, b"".join(lines)
+        )
+        return plain
 
     def _run_here(self, line: str) -> CommandResult:
         """As testinfra's local backend runs a command, in a process group of its own that is
@@ -198,16 +227,19 @@ def live_members(group: int) -> bool:
     return False
 
 
-def last_line(text: str) -> str:
-    """The last line of ``text`` that says something (ssh's own error comes last)."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else "no message"
+def ssh_said(stderr: str) -> str:
+    """ssh's own error: the last line of its stderr that says something."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    if lines:
+        return lines[-1]
+    return "exit status 255 and no message: the link was lost, or ssh's LogLevel hides why"
 
 
 def keepalive_options(limit_s: float) -> str:
-    """ssh options that drop a connection that stops answering: noticed within the command
-    limit (at least 3 s: one keepalive a second at most), or within 15 s for long limits."""
-    interval = max(1, min(5, int(limit_s // KEEPALIVES_UNANSWERED)))
+    """ssh options that drop a connection that stops answering. ssh gives up about
+    KEEPALIVES_UNANSWERED + 1 intervals after the server went quiet: within the command limit
+    where that is 4 s or more, within 4 s below that, and within about 20 s for long limits."""
+    interval = max(1, min(5, int(limit_s // (KEEPALIVES_UNANSWERED + 1))))
     return f"-o ServerAliveInterval={interval} -o ServerAliveCountMax={KEEPALIVES_UNANSWERED}"
 
 
@@ -226,7 +258,7 @@ def usable_limit(value: object) -> float | None:
 def bounded_host(spec: str, limit_s: float) -> BoundedHost:
     """The host of testinfra spec ``spec`` (local://, ssh://user@host, ...), one per spec and
     limit: the prechecks, and the facts gathered for them, must share one host object."""
-    over_ssh = urllib.parse.urlsplit(spec).scheme == "ssh"
+    over_ssh = urllib.parse.urlsplit(spec).scheme in SSH_BACKENDS
     # testinfra reads no ssh_extra_args from a spec, so these are the only ones.
     extra = {"ssh_extra_args": keepalive_options(limit_s)} if over_ssh else {}
     backend = testinfra.backend.get_backend(spec, **extra)
