@@ -201,10 +201,12 @@ def test_a_host_without_timeout_is_refused_by_name(ssh_host_without_timeout):
         ssh_host_without_timeout.run("true")
 
 
-def test_over_ssh_a_command_that_exits_255_by_itself_is_its_answer(ssh_host):
-    # 255 is also ssh's own failure status: the wrapper tells them apart, then takes its line out.
-    result = ssh_host.run("echo out; echo err >&2; exit 255")
-    assert (result.rc, result.stdout, result.stderr) == (255, "out\n", "err\n")
+@pytest.mark.parametrize("stderr", ["err\n", "err", "", "two\n\nlines\n"])
+def test_over_ssh_a_command_that_exits_255_by_itself_is_its_answer(ssh_host, stderr):
+    # 255 is also ssh's own failure status: the wrapper tells them apart, then takes its line
+    # out, whether or not the command's stderr ended in a newline.
+    result = ssh_host.run("echo out; printf %s >&2; exit 255", stderr)
+    assert (result.rc, result.stdout, result.stderr) == (255, "out\n", stderr)
     assert ssh_host.run("true").rc == 0  # and the host is not written off
 
 
@@ -229,7 +231,8 @@ def test_over_ssh_a_connection_that_stops_answering_is_dropped(tmp_path):
     spec = ssh_files(tmp_path, port)
     host = bounded_host(spec, 3.0)  # a keepalive a second, three unanswered: dropped in ~4 s
     with sshd(tmp_path, port) as server, ThreadPoolExecutor(1) as pool:
-        call = pool.submit(host.run, "sleep 600")
+        # Not ASCII: testinfra would ask the host for its encoding, over the lost link.
+        call = pool.submit(host.run, "printf 'caf\\303\\251\\n' >&2; sleep 600")
         deadline = time.monotonic() + SLACK_S
         while not remote_sleep(server) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -245,6 +248,7 @@ def test_over_ssh_a_connection_that_stops_answering_is_dropped(tmp_path):
 def test_messages_name_the_host_without_its_password_or_options():
     host = bounded_host("ssh://deploy:s3cret@127.0.0.1:2222?ssh_config=/x&timeout=3", LIMIT_S)
     assert host.name == "ssh://deploy:***@127.0.0.1:2222"
+    assert bounded_host("ssh://deploy:pa?ss@nexus", LIMIT_S).name == "ssh://deploy:***@nexus"
 
 
 def remote_sleep(server: int) -> bool:
@@ -254,3 +258,20 @@ def remote_sleep(server: int) -> bool:
             if Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x00600\x00":
                 return True
     return False
+
+
+def test_over_ssh_the_encoding_query_is_bounded_too(tmp_path):
+    # Output that is not ASCII makes testinfra ask the host for its encoding, with a command of
+    # its own: here the host's Python hangs as it starts (a sitecustomize that never returns).
+    hung = tmp_path / "python-path"
+    hung.mkdir()
+    (hung / "sitecustomize.py").write_text("import time\ntime.sleep(600)\n")
+    with ssh_server(tmp_path / "sshd", f"SetEnv PYTHONPATH={hung}") as spec:
+        result = bounded_host(spec, LIMIT_S).run("printf 'caf\\303\\251'")
+        with pytest.raises(HostCommandTimeout, match=r"^`python3 -c .*` did not finish within 1 s"):
+            _ = result.stdout
+
+
+def test_output_that_is_not_ascii_is_decoded_as_the_host_says(ssh_host, host):
+    assert ssh_host.run("printf 'caf\\303\\251'").stdout == "café"
+    assert host.run("printf 'caf\\303\\251'").stdout == "café"

@@ -7,8 +7,9 @@ raises ``HostCommandTimeout``, which fails the precheck that needed it with the 
 limit, and nothing else.
 
 Every command testinfra runs goes through ``Host.run``: its modules (file, service, user,
-system_info) included. That one method is what ``BoundedHost`` changes. (One exception: to
-decode output that is not ASCII, testinfra once asks the host for its encoding directly.)
+system_info) included. That one method is what ``BoundedHost`` changes; the one command
+testinfra runs past it (the host's encoding, to decode output that is not ASCII) is sent
+through it too (``host_encoding``).
 
 Two ways, one bound:
 - On this machine without sudo (the sandbox, a deployer on the platform host), the deployer
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import locale
 import math
 import os
 import re
@@ -55,15 +57,16 @@ KILL_AFTER_S = 2
 # around it). A command can exit so by itself too: these count only once the limit has passed.
 TIMED_OUT = (124, 128 + signal.SIGKILL)
 # How a shell says that timeout(1) itself is missing (dash, bash): the wrapper, not the command.
-_NO_TIMEOUT_COMMAND = re.compile(r"\btimeout: (command )?not found")
+_NO_TIMEOUT_COMMAND = re.compile(rb"\btimeout: (command )?not found")
 # ssh's exit status for its own failures; testinfra takes it so too (a RuntimeError).
 SSH_FAILED = 255
 # The testinfra backends that run the ssh client (safe-ssh is ssh with a list of safe commands).
 SSH_BACKENDS = ("ssh", "safe-ssh")
 # Written to stderr by the wrapper when the command itself exited 255: a tool may (perl's die,
-# xargs, a nested ssh), and only this tells its answer from ssh's own failure. Taken out again.
-_OWN_255 = "nexus-deploy: the command itself exited 255"
-_PASSWORD = re.compile(r"^([a-z-]+://[^/@:]*):[^/@]*@")
+# xargs, a nested ssh), and only this tells its answer from ssh's own failure. It is a line of
+# its own even after stderr that does not end in a newline, and is taken out again.
+_OWN_255 = b"\nnexus-deploy: the command itself exited 255\n"
+_PASSWORD = re.compile(r"^([a-z-]+://[^/@:]*):[^@]*@")
 # Over ssh, a connection whose peer leaves this many keepalives in a row unanswered is dropped.
 KEEPALIVES_UNANSWERED = 3
 
@@ -88,7 +91,7 @@ class BoundedHost(Host):  # type: ignore[misc]  # testinfra ships no type hints
         self.spec = spec
         # For messages and logs: the spec without its query (ssh_config=..., timeout=...) and
         # without a password (ssh://user:password@host, which testinfra passes to sshpass).
-        self.name = _PASSWORD.sub(r"\1:***@", spec.split("?", 1)[0])
+        self.name = _PASSWORD.sub(r"\1:***@", spec).split("?", 1)[0]
         self.limit_s = limit_s
         # Why ssh to this host failed, once it has: later commands are refused with it, for
         # the life of this object. That is one run: pytest runs (nexusctl's too) are processes.
@@ -106,11 +109,11 @@ class BoundedHost(Host):  # type: ignore[misc]  # testinfra ships no type hints
             # does, for a last command): it reports timeout(1) killed by SIGKILL as 137, where
             # ssh would report the death by signal as 255, its own error code.
             result: CommandResult = super().run(
-                "timeout -k %s %s /bin/sh -c %s; r=$?; [ $r -ne 255 ] || echo %s >&2; exit $r",
+                "timeout -k %s %s /bin/sh -c %s; r=$?; [ $r -ne 255 ] || printf %s >&2; exit $r",
                 str(KILL_AFTER_S),
                 f"{self.limit_s:g}",
                 line,
-                _OWN_255,
+                _OWN_255.decode().replace("\n", "\\n"),  # printf writes the newlines
                 **kwargs,
             )
         except RuntimeError as exc:  # testinfra's ssh backends raise it on 255
@@ -118,13 +121,13 @@ class BoundedHost(Host):  # type: ignore[misc]  # testinfra ships no type hints
             if not (isinstance(result, CommandResult) and result.rc == SSH_FAILED):
                 raise
             if not self.answered_255(result):
-                self.ssh_failure = f"ssh to {self.name} failed ({ssh_said(result.stderr)})"
+                self.ssh_failure = f"ssh to {self.name} failed ({ssh_said(result.stderr_bytes)})"
                 raise HostCommandError(f"`{line}`: {self.ssh_failure}") from None
         if result.rc == SSH_FAILED:
             result = self.without_own_255(result)
         if result.rc in TIMED_OUT and time.monotonic() - started >= self.limit_s:
             raise self.timed_out(line)
-        if result.rc == 127 and _NO_TIMEOUT_COMMAND.search(result.stderr):
+        if result.rc == 127 and _NO_TIMEOUT_COMMAND.search(result.stderr_bytes):
             raise HostCommandError(
                 f"{self.name} has no `timeout` command (GNU coreutils), which bounds every host"
                 " command"
@@ -134,17 +137,17 @@ class BoundedHost(Host):  # type: ignore[misc]  # testinfra ships no type hints
     @staticmethod
     def answered_255(result: CommandResult) -> bool:
         """Whether a 255 is the command's own exit status, not ssh's failure."""
-        return _OWN_255.encode() in result.stderr_bytes.splitlines()
+        return _OWN_255 in result.stderr_bytes
 
     def without_own_255(self, result: CommandResult) -> CommandResult:
         """``result`` with the wrapper's line about a 255 taken out of its stderr."""
-        lines = result.stderr_bytes.splitlines(keepends=True)
-        mark = [i for i, text in enumerate(lines) if text.rstrip(b"\r\n") == _OWN_255.encode()]
-        if not mark:
+        stderr = result.stderr_bytes
+        at = stderr.rfind(_OWN_255)
+        if at < 0:
             return result
-        del lines[mark[-1]]
+        stderr = stderr[:at] + stderr[at + len(_OWN_255) :]
         plain: CommandResult = self.backend.result(
-            result.rc, result.command, result.stdout_bytes, b"".join(lines)
+            result.rc, result.command, result.stdout_bytes, stderr
         )
         return plain
 
@@ -227,9 +230,11 @@ def live_members(group: int) -> bool:
     return False
 
 
-def ssh_said(stderr: str) -> str:
-    """ssh's own error: the last line of its stderr that says something."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+def ssh_said(stderr: bytes) -> str:
+    """ssh's own error: the last line of its stderr that says something. Decoded here, not by
+    testinfra, which for bytes that are not ASCII would ask the host (over the lost link)."""
+    text = stderr.decode("utf-8", errors="replace")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     if lines:
         return lines[-1]
     return "exit status 255 and no message: the link was lost, or ssh's LogLevel hides why"
@@ -264,4 +269,20 @@ def bounded_host(spec: str, limit_s: float) -> BoundedHost:
     backend = testinfra.backend.get_backend(spec, **extra)
     host = BoundedHost(spec, backend, limit_s)
     backend.set_host(host)
+    # testinfra asks for the host's encoding (to decode output that is not ASCII) with a
+    # command of its own, past Host.run: asked through the host, that one is bounded too.
+    backend.get_encoding = functools.partial(host_encoding, host)
     return host
+
+
+def host_encoding(host: BoundedHost) -> str:
+    """testinfra's BaseBackend.get_encoding, its commands run through ``host``."""
+    for python in ("python3", "python"):
+        result = host.run("%s -c 'import locale;print(locale.getpreferredencoding())'", python)
+        if result.rc == 0 and result.stdout_bytes.strip():
+            encoding = result.stdout_bytes.splitlines()[0].decode("ascii")
+            break
+    else:  # no Python there: as testinfra does, take this machine's
+        encoding = locale.getpreferredencoding()
+    # An ASCII locale (no LANG set) would fail on the first other byte: testinfra's choice too.
+    return "UTF-8" if encoding == "ANSI_X3.4-1968" else encoding
