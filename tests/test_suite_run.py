@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 
 import pytest
 from suite import DELETE
@@ -18,6 +19,36 @@ def test_exactly_the_twelve_prechecks_are_collected_in_order(run_suite):
     nodeids = [line for line in run.output.splitlines() if line.startswith("checks/")]
     modules = [re.sub(r"checks/test_\d\d_(\w+)\.py::test_\w+", r"\1", n) for n in nodeids]
     assert [m.upper() for m in modules] == list(PRECHECK_NAMES), run.output
+
+
+@pytest.mark.parametrize("listing", ["--collect-only", "--fixtures", "--setup-plan"])
+def test_listing_reads_nothing_on_the_target_and_writes_nothing(
+    run_suite, target_file, tmp_path, listing
+):
+    # An activation asked for, yet only listed: no lock, no fact, no audit, no report. The
+    # database port is a socket that records whoever connects.
+    with socket.socket() as database:
+        database.bind(("127.0.0.1", 0))
+        database.listen(8)
+        database.setblocking(False)
+        target = target_file({"database.port": database.getsockname()[1]})
+        run = run_suite(listing, "--activate=phase3", "--step=1", target=target)
+        assert run.rc == 0, run.output
+        with pytest.raises(BlockingIOError):
+            database.accept()  # nobody connected
+    assert "listing only: nothing is checked on the target, nothing is written" in run.output
+    assert not (tmp_path / "audit").exists(), list((tmp_path / "audit").iterdir())
+    assert not run.reports_dir.exists(), list(run.reports_dir.iterdir())
+    if listing == "--collect-only":
+        assert "<Function test_apply_and_verify>" in run.output  # listed, as it would run
+
+
+@pytest.mark.parametrize("show", ["--help", "--markers"])
+def test_help_and_markers_work_whatever_the_profile_says(run_suite, target_file, show):
+    run = run_suite(show, target=target_file({"disk.nonsense": 1}))
+    assert run.rc == 0, run.output
+    assert "@pytest.mark.precheck" in run.output or "--target=NAME|FILE" in run.output
+    assert not run.reports_dir.exists()
 
 
 def test_healthy_sandbox_passes_all_twelve_and_audits_each(run_suite):

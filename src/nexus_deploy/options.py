@@ -8,6 +8,7 @@ suite's conftest.py loads ``nexus_deploy.plugin``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,6 +76,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="wait up to SECONDS for another deployment's lock (default: 0, refuse at once)",
     )
+
+
+# pytest's options that only show something (tests, fixtures, markers, help) and run nothing.
+SHOW_ONLY_OPTIONS = ("collectonly", "showfixtures", "show_fixtures_per_test", "setupplan")
+NO_SESSION_OPTIONS = ("help", "markers", "version")  # not even a collection
+
+
+def show_only(option: Any) -> bool:
+    """Whether this pytest invocation only shows something: then the target is not touched,
+    and nothing is written (no audit log, report, lock or `latest`)."""
+    names = SHOW_ONLY_OPTIONS + NO_SESSION_OPTIONS
+    return any(getattr(option, name, False) for name in names)
+
+
+def without_session(option: Any) -> bool:
+    """Whether pytest ends before any session: --help, --markers, --version."""
+    return any(getattr(option, name, False) for name in NO_SESSION_OPTIONS)
 
 
 @pytest.hookimpl(tryfirst=True)

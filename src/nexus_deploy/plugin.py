@@ -13,6 +13,7 @@ from _pytest.junitxml import xml_key
 
 from nexus_deploy import report_html, startup_gc
 from nexus_deploy.gate import activation_stage, split_activation
+from nexus_deploy.options import show_only, without_session
 from nexus_deploy.prechecks import PENDING_KEY, WARNINGS_KEY
 from nexus_deploy.run import DeploymentRun, outcome_of
 from nexus_deploy.startup import build_run
@@ -27,7 +28,16 @@ def pytest_configure(config: pytest.Config) -> None:
     # tryfirst: the junitxml and html plugins read their output paths in their own configure.
     if hasattr(config, "workerinput"):
         return  # xdist workers run tests; only the controller writes the run's files
+    if without_session(config.option):
+        return  # --help, --markers, --version: they must work whatever the profile says
     run = build_run(config)
+    if show_only(config.option):
+        # Listing (--collect-only, --fixtures, --setup-plan): the profile and the request are
+        # still checked, and the activation tests that would not run are left out of the list,
+        # but nothing reads the target or writes anything (audit, reports, lock, `latest`).
+        config.stash[RUN_KEY] = run
+        config.pluginmanager.register(ListingHooks(run), PLUGIN_NAME)
+        return
     # With -p no:junitxml or -p no:html the option is missing: the gate then says which.
     if hasattr(config.option, "xmlpath"):
         config.option.xmlpath = config.option.xmlpath or str(run.files.junit)
@@ -60,8 +70,8 @@ def current_run(config: pytest.Config) -> DeploymentRun:
         raise pytest.UsageError("nexus-deploy: no deployment run (plugin not configured)") from None
 
 
-class RunHooks:
-    """Hooks of a configured run; each hands its work to the DeploymentRun."""
+class ListingHooks:
+    """Hooks of a run that only lists its tests: which ones it would run, and nothing else."""
 
     def __init__(self, run: DeploymentRun) -> None:
         self.run = run
@@ -69,12 +79,9 @@ class RunHooks:
     def pytest_report_header(self) -> list[str]:
         run = self.run
         return [
-            f"nexus-deploy: run {run.run_id}, target {run.profile.name} ({run.profile_path})",
-            f"nexus-deploy: audit directory {run.profile.audit.dir}",
+            f"nexus-deploy: target {run.profile.name} ({run.profile_path})",
+            "nexus-deploy: listing only: nothing is checked on the target, nothing is written",
         ]
-
-    def pytest_sessionstart(self) -> None:
-        self.run.start()
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(
@@ -86,6 +93,20 @@ class RunHooks:
             config.hook.pytest_deselected(items=drop)
             items[:] = keep
 
+
+class RunHooks(ListingHooks):
+    """Hooks of a configured run; each hands its work to the DeploymentRun."""
+
+    def pytest_report_header(self) -> list[str]:
+        run = self.run
+        return [
+            f"nexus-deploy: run {run.run_id}, target {run.profile.name} ({run.profile_path})",
+            f"nexus-deploy: audit directory {run.profile.audit.dir}",
+        ]
+
+    def pytest_sessionstart(self) -> None:
+        self.run.start()
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
 
@@ -93,7 +114,7 @@ class RunHooks:
             if reporter is not None:
                 reporter.write_line(f"nexus-deploy: {text}", yellow=True)
 
-        self.run.collected(session.items, not session.config.option.collectonly, tell)
+        self.run.collected(session.items, tell)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:

@@ -30,6 +30,7 @@ from testinfra.host import Host
 from nexus_deploy import yamlfile
 from nexus_deploy.bounded_host import DEFAULT_COMMAND_TIMEOUT_S, bounded_host, usable_limit
 from nexus_deploy.facts.host import COMPOSE_COMMANDS, compose_version
+from nexus_deploy.options import show_only
 from nexus_deploy.targets import resolve_target_path
 
 T = TypeVar("T")
@@ -99,8 +100,8 @@ PREFETCH_KEY = pytest.StashKey[Prefetch]()
 
 def start_early(config: pytest.Config) -> None:
     """Start the Compose probe before conftest.py is imported."""
-    if config.known_args_namespace.collectonly:
-        return  # listing the tests must not run anything on the target
+    if show_only(config.known_args_namespace):
+        return  # listing the tests (or fixtures, markers) must not run anything on the target
     path = resolve_target_path(config.known_args_namespace.nexus_target, config.rootpath)
     try:
         raw = yamlfile.load(path.read_text(encoding="utf-8"))

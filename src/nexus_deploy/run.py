@@ -175,15 +175,11 @@ class DeploymentRun:
             if denied:
                 self.gate_problems.append(denied)
 
-    def collected(
-        self, items: list[pytest.Item], gather_facts: bool, tell: Callable[[str], None]
-    ) -> None:
-        """The prechecks are known: audit them and gather their facts (not when only listing
-        them: --collect-only must not touch the target)."""
+    def collected(self, items: list[pytest.Item], tell: Callable[[str], None]) -> None:
+        """The prechecks are known: audit them and gather their facts."""
         names = [name for name in map(precheck_name, items) if name]
         self.audit.write("PRECHECK_START", selected=len(names), order=",".join(names) or "none")
-        if gather_facts:
-            start_probes(self.prefetch, names, self.profile, self.config_dir)
+        start_probes(self.prefetch, names, self.profile, self.config_dir)
         # pytest sets and unsets PYTEST_CURRENT_TEST around every test. A thread that reads
         # os.environ meanwhile (requests does, for proxies) or starts a process (environ is
         # what it inherits) can fail with KeyError or EFAULT: seen here about once in 100
