@@ -128,3 +128,41 @@ def test_missing_profile_is_refused_naming_the_file(run_suite, tmp_path):
     run = run_suite("-m", "precheck", target=tmp_path / "nowhere.yaml")
     assert run.rc == pytest.ExitCode.USAGE_ERROR
     assert f"{tmp_path / 'nowhere.yaml'}: target profile not found" in run.output
+
+
+def test_a_reports_dir_that_cannot_be_made_is_refused_before_any_check(run_suite, tmp_path):
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    reports = tmp_path / "a-file" / "reports"
+    run = run_suite("-m", "precheck", f"--reports-dir={reports}")
+    assert run.rc == pytest.ExitCode.USAGE_ERROR, run.output
+    assert f"reports directory {reports} cannot be made: {tmp_path / 'a-file'} is not a" in (
+        run.output
+    )
+    assert "Traceback" not in run.output and "PRECHECK_" not in run.output
+    refused = run.audit()  # in the profile's audit directory
+    assert refused[1].event == "DEPLOYMENT_REFUSED"
+
+
+def test_a_latest_that_is_not_a_link_is_refused_and_left_alone(run_suite, tmp_path):
+    latest = tmp_path / "reports" / "latest"
+    latest.mkdir(parents=True)
+    run = run_suite("-m", "precheck")
+    assert run.rc == pytest.ExitCode.USAGE_ERROR, run.output
+    assert f"{latest} is not a link (each run points it at itself): move it away" in run.output
+    assert latest.is_dir() and not latest.is_symlink()
+
+
+def test_a_refusal_that_cannot_be_audited_anywhere_says_so(run_suite, tmp_path):
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    nowhere = tmp_path / "nowhere.yaml"
+    run = run_suite("-m", "precheck", f"--reports-dir={tmp_path / 'a-file'}", target=nowhere)
+    assert run.rc == pytest.ExitCode.USAGE_ERROR, run.output
+    assert f"{nowhere}: target profile not found (not audited: " in run.output
+    assert "Traceback" not in run.output
+
+
+def test_an_activation_that_selects_no_test_did_not_run_and_exits_1(run_suite):
+    run = run_suite("--activate=phase3", "--step=1", "--plan", "-k", "no-such-test")
+    assert run.rc == pytest.ExitCode.TESTS_FAILED, run.output
+    not_run = run.event("ACTIVATION_NOT_RUN", prefix="deployment-")
+    assert not_run.fields["reason"].startswith("activation tests not selected (-k, -m")

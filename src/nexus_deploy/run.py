@@ -234,6 +234,8 @@ class DeploymentRun:
             self.close_gate([f"session stopped early: {stopped_early}"] if stopped_early else [])
         if self.gate_problems and exitstatus == 0:
             return pytest.ExitCode.TESTS_FAILED
+        if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:  # -k or -m left nothing to run
+            return pytest.ExitCode.TESTS_FAILED  # asked to activate, and it did not run
         return exitstatus
 
     def finish(self, exitstatus: int) -> None:

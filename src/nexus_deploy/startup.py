@@ -39,6 +39,9 @@ def build_run(config: pytest.Config) -> DeploymentRun:
         raise pytest.UsageError(
             "target profile refused: " + refuse(files, run_id, files.run_dir, str(exc))
         ) from None
+    problem = reports_dir_problem(files)
+    if problem:
+        raise pytest.UsageError(refuse(files, run_id, profile.audit.dir, problem))
     config_dir = config.rootpath / profile.config.dir
     if getattr(config.option, "numprocesses", None) or getattr(config.option, "dist", "no") != "no":
         reason = "nexus-deploy runs in one process: prechecks, gate and activation share it"
@@ -72,10 +75,26 @@ def request_from_options(option: Any, config_dir: Path) -> ActivationRequest | N
     )
 
 
+def reports_dir_problem(files: RunFiles) -> str | None:
+    """Why the run could not write its reports there, found before anything is written."""
+    reports = files.run_dir.parent
+    existing = reports
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"reports directory {reports} cannot be made: {existing} is not a directory"
+    if files.latest.exists() and not files.latest.is_symlink():
+        return f"{files.latest} is not a link (each run points it at itself): move it away"
+    return None
+
+
 def refuse(files: RunFiles, run_id: str, audit_dir: Path, reason: str) -> str:
     """Audit a run refused before any check (in the run folder if the audit dir is unusable);
     return the message for the operator, naming the audit file."""
-    audit, _ = open_audit(audit_dir, files.run_dir, f"precheck-{run_id}.log")
+    try:
+        audit, _ = open_audit(audit_dir, files.run_dir, f"precheck-{run_id}.log")
+    except OSError as exc:  # neither the audit dir nor the run folder can hold it
+        return f"{reason} (not audited: {exc})"
     audit.write("DEPLOYMENT_START", run_id=run_id)
     audit.write("DEPLOYMENT_REFUSED", reason=reason)
     audit.write("DEPLOYMENT_COMPLETE", duration=0, status="refused")
