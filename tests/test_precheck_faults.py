@@ -183,6 +183,11 @@ def test_memory_below_threshold_is_a_warning_and_never_fails_the_run(run_suite, 
     assert audit_event(full, "PRECHECK_END").fields == {
         "passed": "11", "warnings": "1", "failed": "0", "not_run": "none"
     }  # fmt: skip
+    assert "PrecheckWarning: " in full.output  # in pytest's warnings summary too
+
+    strict = run_suite(CHECK_FILES["MEMORY"], "-W", "error", target=target)  # warnings as errors
+    assert strict.rc == 0, strict.output
+    assert audit_event(strict, "PRECHECK_MEMORY").fields["status"] == "WARNING"
 
 
 # --- REPOSITORY -------------------------------------------------------------------------------
