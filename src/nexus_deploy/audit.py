@@ -12,11 +12,12 @@ and fsynced as they are written: after a crash the log tells how far the run got
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import os
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -27,13 +28,17 @@ _SECRET_KEY = re.compile(
 )
 _NEEDS_QUOTES = re.compile(r'[\s"=\\]')
 _LINE = re.compile(
-    r"^(?P<body>\[AUDIT\] \S+ \S+ (?P<event>[A-Z0-9_]+)(?: .*)?) sha=(?P<sha>[0-9a-f]{16})$"
+    r"^(?P<body>\[AUDIT\] \S+ \S+ (?P<event>[A-Z0-9_]+)(?P<fields> .*)?) sha=(?P<sha>[0-9a-f]{16})$"
 )
+# A field as format_value writes it: bare, or quoted with \" and \\ inside.
+_FIELD = re.compile(r' (?P<key>[^\s=]+)=(?P<value>"(?:[^"\\]|\\.)*"|\S*)')
+_QUOTED_ESCAPE = re.compile(r'\\(["\\])')
 
 Value = str | int | float | bool | None
 CLOSING_EVENTS = frozenset(
     {"DEPLOYMENT_COMPLETE", "ROLLBACK_COMPLETE", "ROLLBACK_REFUSED", "ROLLBACK_FAILED"}
 )
+STARTING_EVENTS = frozenset({"DEPLOYMENT_START", "ROLLBACK_START"})
 
 
 def genesis(file_name: str) -> str:
@@ -113,15 +118,44 @@ class AuditLog:
             self._file.close()
 
 
+class NotUtf8(OSError):
+    """A log with a byte that is not UTF-8: neither its chain nor the line it sits on can be read.
+
+    An OSError like any other failure to read, so a caller that falls back when a log cannot
+    be opened (the deployer audits in the run folder then) falls back here too.
+    """
+
+    def __init__(self, path: Path, line: int, offset: int) -> None:
+        super().__init__(errno.EILSEQ, f"not UTF-8 at byte offset {offset}", str(path))
+        self.line = line
+
+
 def last_sha(path: Path) -> str | None:
-    """The sha of the last line of an existing log, or None for a new or empty one."""
+    """The sha of the last line of an existing log, or None for a new or empty one.
+
+    Raises OSError (NotUtf8 among them) for a log that exists but cannot be read: continuing
+    a chain from a guess would hide where the log went wrong.
+    """
+    last = None
     try:
-        lines = path.read_text(encoding="utf-8").split("\n")
-        lines = [line for line in lines if line]
+        for line in _read_lines(path):
+            last = line or last
     except FileNotFoundError:
         return None
-    match = _LINE.match(lines[-1]) if lines else None
+    match = _LINE.match(last) if last else None
     return match["sha"] if match else None
+
+
+def parse_fields(text: str) -> dict[str, str]:
+    """The ``key=value`` fields of a line body, values unquoted as format_value quoted them."""
+    return {found["key"]: _unquoted(found["value"]) for found in _FIELD.finditer(text)}
+
+
+def _unquoted(value: str) -> str:
+    if len(value) < 2 or not value.startswith('"') or not value.endswith('"'):
+        return value
+    # Control characters stay as \xNN escapes: a reader shows them, never acts on them.
+    return _QUOTED_ESCAPE.sub(r"\1", value[1:-1])
 
 
 @dataclass
@@ -132,6 +166,9 @@ class Verification:
     lines: int = 0
     problems: list[str] = field(default_factory=list)
     last_event: str | None = None
+    # Fields of verified lines only: a line that breaks the chain tells nothing.
+    last_fields: dict[str, str] = field(default_factory=dict)
+    start_fields: dict[str, str] = field(default_factory=dict)
 
     @property
     def intact(self) -> bool:
@@ -142,31 +179,76 @@ class Verification:
         """Ends with an event that closes a run; otherwise truncated or still being written."""
         return self.last_event in CLOSING_EVENTS
 
+    @property
+    def status(self) -> str | None:
+        """How the run ended (success, failed, refused, restored...); None if it did not end."""
+        if not self.complete:
+            return None
+        if self.last_event == "ROLLBACK_REFUSED":
+            return "refused"
+        if self.last_event == "ROLLBACK_FAILED":
+            return "failed"
+        return self.last_fields.get("status") or self.last_fields.get("result")
+
+    @property
+    def request(self) -> str | None:
+        """What the run was asked to do, in the words its start line has ("phase3 step 2")."""
+        if "force" in self.start_fields:  # ROLLBACK_START
+            return "rollback --force" if self.start_fields["force"] == "true" else "rollback"
+        request = self.start_fields.get("request")
+        if request and self.start_fields.get("plan_only") == "true":
+            return f"{request} (plan only)"  # as the run's own summary words it
+        return request
+
 
 def verify(path: Path) -> Verification:
-    """Check every line's sha against the chain; report the first line where it breaks."""
+    """Check every line's sha against the chain; report the first line where it breaks.
+
+    A log that cannot be read (not UTF-8, a directory, no permission) is broken too, and says so.
+    """
     result = Verification(path)
+    try:
+        problem = _check_chain(path, result)
+    except NotUtf8 as exc:
+        problem = f"{path}:{exc.line}: {exc.strerror}"
+    except OSError as exc:
+        problem = f"{path}: cannot read: {exc.strerror or exc}"
+    if problem is None and result.lines == 0:
+        problem = f"{path}: empty audit log"
+    if problem is not None:
+        result.problems.append(problem)
+    return result
+
+
+def _check_chain(path: Path, result: Verification) -> str | None:
+    """Walk the lines into ``result``; the first problem found, or None."""
     previous = genesis(path.name)
     for number, line in enumerate(_read_lines(path), start=1):
         result.lines = number
         match = _LINE.match(line)
         if match is None:
-            result.problems.append(f"{path}:{number}: not an audit line: {line[:80]!r}")
-            return result
+            return f"{path}:{number}: not an audit line: {line[:80]!r}"
         if chain(previous, match["body"]) != match["sha"]:
-            result.problems.append(
+            return (
                 f"{path}:{number}: chain broken at {match['event']} "
                 "(line edited, removed, reordered or added by hand)"
             )
-            return result
         previous = match["sha"]
         result.last_event = match["event"]
-    if result.lines == 0:
-        result.problems.append(f"{path}: empty audit log")
-    return result
+        result.last_fields = parse_fields(match["fields"] or "")
+        if result.last_event in STARTING_EVENTS:
+            result.start_fields = result.last_fields
+    return None
 
 
-def _read_lines(path: Path) -> Iterable[str]:
-    with path.open(encoding="utf-8", newline="\n") as lines:  # split on \n only
-        for line in lines:
+def _read_lines(path: Path) -> Iterator[str]:
+    """The lines of a log, split on \\n only; NotUtf8 names the first byte that is not UTF-8."""
+    offset = 0
+    with path.open("rb") as lines:  # bytes: a decoding error then knows its place in the file
+        for number, raw in enumerate(lines, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise NotUtf8(path, number, offset + exc.start) from None
+            offset += len(raw)
             yield line.rstrip("\n")

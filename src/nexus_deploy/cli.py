@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -120,13 +121,36 @@ def script_status(script: Path) -> str:
     return "unknown"
 
 
+NO_SUCH_FILE = "no such file"
+A_DIRECTORY = "a directory, not an audit log"
+
+
+def not_a_file(path: Path) -> str | None:
+    """Why no audit log can be read at `path`, or None for a regular file."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return NO_SUCH_FILE
+    except OSError as exc:  # a parent directory we may not search, a symlink loop...
+        return f"cannot read: {exc.strerror or exc}"
+    if stat.S_ISDIR(mode):
+        return A_DIRECTORY
+    return None if stat.S_ISREG(mode) else "not a regular file"  # a FIFO would block a read
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     broken = 0
     for name in args.files:
         path = Path(name)
-        if not path.is_file():
-            print(f"MISSING  {path}")
+        problem = not_a_file(path)
+        if problem is not None:
             broken += 1
+            if problem == NO_SUCH_FILE:
+                print(f"MISSING  {path}")
+            elif problem == A_DIRECTORY:  # FILE... is what verify takes; the shell names them
+                print(f"DIRECTORY {path}: {problem} (try {path}/*.log)")
+            else:
+                print(f"BROKEN   {path}: {problem}")
             continue
         result = audit.verify(path)
         if not result.intact:
@@ -143,17 +167,34 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     audit_dir = profile_of(args).audit.dir
-    logs = sorted(audit_dir.glob("*.log"), key=lambda p: p.name.split("-", 1)[-1])
+    found = sorted(audit_dir.glob("*.log"), key=lambda p: p.name.split("-", 1)[-1])
+    # A directory (or FIFO) named like a log is no run: name it after the runs, don't read it.
+    skipped = {path: problem for path in found if (problem := not_a_file(path))}
+    logs = [path for path in found if path not in skipped]
     if not logs:
         print(f"no runs recorded in {audit_dir}")
     broken = 0
     for path in logs:
         result = audit.verify(path)
-        kind, _, run_id = path.stem.partition("-")
-        chain = "intact" if result.intact else "BROKEN"
         broken += not result.intact
-        print(f"{run_id:<24} {kind:<11} last={result.last_event or '-':<22} chain={chain}")
+        print(history_row(path, result))
+        if not result.intact:
+            print(f"    {result.problems[0]}")
+    for path, problem in skipped.items():
+        print(f"skipped  {path}: {problem}")
     return 1 if broken else 0
+
+
+def history_row(path: Path, result: audit.Verification) -> str:
+    """One run: its id and kind, how its log ends, how it went and what it was asked to do."""
+    kind, _, run_id = path.stem.partition("-")
+    chain = "intact" if result.intact else "BROKEN"
+    # Quoted as in the log: "phase3 step 2" stays one word for whoever splits the row.
+    request = audit.format_value("request", result.request) if result.request else "-"
+    return (
+        f"{run_id:<24} {kind:<11} last={result.last_event or '-':<22} chain={chain:<6} "
+        f"status={result.status or '-':<8} request={request}"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,7 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     market = commands.add_parser("marketplace", help="open, widen or close the phase 3 marketplace")
     market_actions = market.add_subparsers(dest="action", required=True, metavar="ACTION")
     enable = market_actions.add_parser("enable", help="activate marketplace step N (1..4)")
-    enable.add_argument("--step", type=int, required=True, metavar="N")
+    enable.add_argument(
+        "--step",
+        type=step_to_open,
+        required=True,
+        metavar="N",
+        help="the marketplace step to open, 1..4 (pfs/marketplace-phase3.yaml); "
+        "`marketplace disable` turns it off",
+    )
     enable.add_argument("--force-soak", action="store_true", help="skip the soak wait (audited)")
     disable = market_actions.add_parser("disable", help="turn the marketplace off (step 0)")
     for sub in (enable, disable):
@@ -179,7 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
         _activation_options(sub, cmd_marketplace)
 
     launch = commands.add_parser("launch", help="phase 4: public launch, or back to founder mode")
-    launch.add_argument("--mode", choices=["global", "founder"], required=True)
+    launch.add_argument(
+        "--mode",
+        choices=["global", "founder"],
+        required=True,
+        help="global: the public launch; founder: back to the invite-only pre-launch platform",
+    )
     _activation_options(launch, cmd_launch)
 
     commands.add_parser("status", help="current phase flags and lock holder").set_defaults(
@@ -200,6 +253,21 @@ def build_parser() -> argparse.ArgumentParser:
         run=cmd_history
     )
     return parser
+
+
+def step_to_open(text: str) -> int:
+    """--step of `marketplace enable`, checked while arguments are parsed: 0 is not a step to
+    open. The top step is the suite's to check (exit 4, audited): it reads the phase configs."""
+    try:
+        step = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"step {text!r} is not a whole number") from None
+    if step < 1:
+        raise argparse.ArgumentTypeError(
+            f"enable opens a step of 1..4, not {step}: "
+            "to turn the marketplace off, use `nexusctl marketplace disable --phase 3`"
+        )
+    return step
 
 
 def _activation_options(sub: argparse.ArgumentParser, run: object) -> None:
