@@ -328,14 +328,16 @@ USAGE_ERRORS = {
     "phase5": (("--activate", "phase5"), "'phase5'"),
     "phase3-without-step": (("--activate", "phase3"), "needs --step"),
     "step-9": (("--activate", "phase3", "--step", "9"), "'9'"),
-    "step-minus-1": (("--activate", "phase3", "--step", "-1"), "'-1'"),
-    "step-two": (("--activate", "phase3", "--step", "two"), "'two'"),
+    "step-minus-1": (("--activate", "phase3", "--step", "-1"), "step '-1' is out of range"),
+    "step-two": (("--activate", "phase3", "--step", "two"), "step 'two' is not a whole number"),
     "mode-everyone": (("--activate", "phase4", "--mode", "everyone"), "'everyone'"),
     "phase4-with-step": (
         ("--activate", "phase4", "--step", "2"),
         "--step is for --activate phase3",
     ),
     "step-without-activate": (("--step", "2"), "--step needs --activate"),
+    "lock-timeout-without-activate": (("--lock-timeout", "5"), "--lock-timeout needs --activate"),
+    "plan-without-activate": (("--plan",), "--plan needs --activate"),
     "lock-timeout-forever": ((*ACTIVATE, "--lock-timeout", "forever"), "'forever'"),
 }
 SEVERAL_WORKERS = pytest.param(

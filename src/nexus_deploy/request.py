@@ -42,9 +42,11 @@ def parse_request(
 ) -> ActivationRequest | None:
     """Validate the activation options together; None when no activation was asked for."""
     if phase is None:
-        stray = [name for name, value in (("--step", step), ("--mode", mode)) if value is not None]
-        if stray or plan_only or force_soak:
-            raise RequestError(f"{', '.join(stray) or '--plan/--force-soak'} needs --activate")
+        given = (("--step", step), ("--mode", mode), ("--lock-timeout", lock_timeout))
+        stray = [name for name, value in given if value is not None]
+        stray += [name for name, on in (("--plan", plan_only), ("--force-soak", force_soak)) if on]
+        if stray:
+            raise RequestError(f"{', '.join(stray)} needs --activate")
         return None
     if phase not in PHASES:
         raise RequestError(f"unknown phase {phase!r}: choose one of {', '.join(PHASES)}")
@@ -65,8 +67,11 @@ def parse_request(
 
 
 def _step(text: str, max_step: int) -> int:
-    if not (text.isascii() and text.isdecimal()) or int(text) > max_step:
-        raise RequestError(f"step {text!r} is out of range: choose 0..{max_step} (0 turns it off)")
+    choose = f"choose 0..{max_step} (0 turns it off)"
+    if not (text.isascii() and text.lstrip("-").isdecimal()):
+        raise RequestError(f"step {text!r} is not a whole number: {choose}")
+    if not 0 <= int(text) <= max_step:
+        raise RequestError(f"step {text!r} is out of range: {choose}")
     return int(text)
 
 
