@@ -18,7 +18,9 @@ def test_api(target, record_property, prefetch):
         probe = prefetch.result(probe_health, url, spec.timeout_s, spec.ca_file)
         record_property(f"{endpoint.name}_status", probe.status_code or "none")
         record_property(f"{endpoint.name}_latency_ms", round(probe.latency_ms, 1))
-        if probe.error:
+        if probe.ca_problem:
+            problems.append(f"{endpoint.name} {probe.url}: {probe.ca_problem}")
+        elif probe.error:
             problems.append(f"{endpoint.name} {probe.url} unreachable: {probe.error[:200]}")
         elif probe.status_code != 200 or probe.body_status != "ok":
             problems.append(

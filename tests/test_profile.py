@@ -137,3 +137,17 @@ def test_endpoint_names_must_differ(tmp_path):
     path.write_text(yaml.safe_dump(profile))
     with pytest.raises(ProfileError, match=r"gateway\.endpoints: .*endpoint names must differ"):
         load_profile(path)
+
+
+@pytest.mark.parametrize("value", ["certs/ca.crt", "./nexus.crt", ""])
+def test_a_relative_ca_file_is_refused_naming_the_field(target_file, value):
+    path = target_file({"gateway.ca_file": value})
+    wrong = re.escape(f"{path}: gateway.ca_file: Value error, ")
+    with pytest.raises(ProfileError, match=rf"^{wrong}.* must be an absolute path$"):
+        load_profile(path)
+
+
+def test_the_ca_file_may_be_absolute_or_left_out(target_file):
+    ca_file = load_profile(target_file({"gateway.ca_file": "/etc/ssl/ca.crt"})).gateway.ca_file
+    assert ca_file == Path("/etc/ssl/ca.crt")
+    assert load_profile(target_file({"gateway.ca_file": None})).gateway.ca_file is None

@@ -197,13 +197,24 @@ def load_one(path: Path, model: type[M]) -> M:
     except FileNotFoundError:
         raise ConfigError(path, None, "file is missing") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(path, None, f"cannot be read as YAML: {exc}") from exc
+        # "from None": the message says it all; a chained cause would be shown again before it.
+        raise ConfigError(path, None, f"cannot be read as YAML: {yaml_problem(exc)}") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         errors = [(".".join(map(str, e["loc"])) or None, e["msg"]) for e in exc.errors()]
         message = errors[0][1] + "".join(f"; also {f}: {m}" for f, m in errors[1:])
-        raise ConfigError(path, errors[0][0], message) from exc
+        raise ConfigError(path, errors[0][0], message) from None
+
+
+def yaml_problem(exc: Exception) -> str:
+    """What is wrong and where, on one line: PyYAML's own text spans four, naming
+    "<unicode string>" for the file."""
+    mark = getattr(exc, "problem_mark", None)
+    if isinstance(exc, yaml.MarkedYAMLError) and mark is not None and exc.problem:
+        context = f" ({exc.context})" if exc.context else ""
+        return f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}{context}"
+    return " ".join(str(exc).split())
 
 
 def load_phase_configs(config_dir: Path) -> PhaseConfigs:

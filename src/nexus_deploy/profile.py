@@ -124,7 +124,7 @@ class GatewaySpec(_Model):
     # How long after commit the new flags may take to show before the activation rolls back.
     verify_timeout_s: Seconds = 10
     # The CA bundle (or self-signed certificate) that https endpoints are verified against.
-    ca_file: Path | None = None
+    ca_file: AbsolutePath | None = None
 
 
 class DatabaseSpec(_Model):

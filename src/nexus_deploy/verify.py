@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import requests
 
+from nexus_deploy.facts.http import ca_file_problem
 from nexus_deploy.flags import to_json
 from nexus_deploy.phase_config import JsonValue
 from nexus_deploy.profile import GatewaySpec
@@ -23,8 +24,12 @@ def problems_at(spec: GatewaySpec, expected: dict[str, JsonValue]) -> list[str]:
     """What each endpoint does not yet show: unhealthy, unreachable or an old flag value."""
     verify: bool | str = str(spec.ca_file) if spec.ca_file else True
     timeout = spec.timeout_s
+    ca_problem = ca_file_problem(spec.ca_file)
     problems = []
     for endpoint in spec.endpoints:
+        if ca_problem and endpoint.url.startswith("https://"):
+            problems.append(f"{endpoint.name}: {ca_problem}")
+            continue
         try:
             health = requests.get(endpoint.url + spec.health_path, timeout=timeout, verify=verify)
             flags = requests.get(endpoint.url + spec.flags_path, timeout=timeout, verify=verify)

@@ -30,8 +30,41 @@ def connection_kwargs(spec: DatabaseSpec) -> dict[str, Any]:
     return kwargs
 
 
+class NoPassword(psycopg.OperationalError):
+    """The server wants a password and none was where the profile says to look for one."""
+
+
 def connect(spec: DatabaseSpec, **extra: Any) -> psycopg.Connection[Any]:
-    return psycopg.connect(**{**connection_kwargs(spec), **extra})
+    """Connect as ``spec`` says; a missing password is a NoPassword saying where it was sought."""
+    try:
+        return psycopg.connect(**{**connection_kwargs(spec), **extra})
+    except psycopg.OperationalError as exc:
+        # libpq's own words ("fe_sendauth: no password supplied") name neither place.
+        if "no password supplied" not in str(exc):
+            raise
+        raise NoPassword(f"no password: {password_sources(spec)}") from None
+
+
+def password_sources(spec: DatabaseSpec) -> str:
+    """Where the password was looked for, and why neither place gave one."""
+    value = os.environ.get(spec.password_env)
+    env = f"${spec.password_env} is {'empty' if value == '' else 'not set'}"
+    passfile = spec.passfile
+    if passfile is None:
+        return f"{env} and database.passfile is not set"
+    if not passfile.is_file():
+        missing = "is not a file" if passfile.exists() else "does not exist"
+        return f"{env} and passfile {passfile} {missing}"
+    mode = passfile.stat().st_mode & 0o777
+    if mode & 0o077:
+        # libpq skips such a file with only a warning on stderr.
+        return (
+            f"{env} and passfile {passfile} is ignored: mode {mode:04o}, libpq needs 0600 or less"
+        )
+    if not os.access(passfile, os.R_OK):
+        return f"{env} and passfile {passfile} cannot be read"
+    where = f"{spec.host}:{spec.port}:{spec.dbname}:{spec.user}"
+    return f"{env} and passfile {passfile} holds no password for {where}"
 
 
 def flag_table_columns(connection: psycopg.Connection[Any], table: str) -> set[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,25 @@ class Probe:
     latency_ms: float
     body_status: str | None = None
     error: str | None = None
+    # Set instead of error when the request was never made: the CA file cannot verify TLS.
+    ca_problem: str | None = None
+
+
+def ca_file_problem(ca_file: Path | None) -> str | None:
+    """Why ``ca_file`` cannot verify a TLS peer (missing, unreadable, no certificate in it),
+    or None when it can or none is set. requests would raise a bare OSError naming neither
+    the profile field nor the endpoint, so the file is tried as ssl will load it."""
+    if ca_file is None:
+        return None
+    try:
+        if ca_file.is_dir():  # requests hands a directory to ssl as a capath, like this
+            ssl.create_default_context(capath=str(ca_file))
+        else:
+            ssl.create_default_context(cafile=str(ca_file))
+    except OSError as exc:  # ssl.SSLError is one too
+        why = re.sub(r"\s*\(_ssl\.c:\d+\)$", "", str(exc.strerror or exc))
+        return f"CA file {ca_file} unusable: {why}"
+    return None
 
 
 def describe(exc: requests.RequestException, timeout_s: float) -> str:
@@ -31,6 +52,10 @@ def describe(exc: requests.RequestException, timeout_s: float) -> str:
 
 def probe_health(url: str, timeout_s: float, ca_file: Path | None) -> Probe:
     """GET a health endpoint once, bounded by ``timeout_s``; errors are facts, not exceptions."""
+    if url.startswith("https://"):
+        ca_problem = ca_file_problem(ca_file)
+        if ca_problem:
+            return Probe(url, None, 0.0, ca_problem=ca_problem)
     started = time.perf_counter()
     verify: bool | str = str(ca_file) if ca_file else True
     try:
@@ -38,6 +63,8 @@ def probe_health(url: str, timeout_s: float, ca_file: Path | None) -> Probe:
     except requests.RequestException as exc:
         elapsed = (time.perf_counter() - started) * 1000
         return Probe(url, None, elapsed, error=describe(exc, timeout_s))
+    except OSError as exc:  # the CA file went away since it was tried above
+        return Probe(url, None, 0.0, ca_problem=f"CA file {ca_file} unusable: {exc}")
     elapsed = (time.perf_counter() - started) * 1000
     try:
         payload = response.json()
