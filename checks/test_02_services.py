@@ -11,10 +11,14 @@ pytestmark = [pytest.mark.precheck("SERVICES"), pytest.mark.order(2)]
 
 
 def test_services(host, target, record_property, prefetch):
-    stopped = []
+    problems = []
     for name in target.services:
         running = prefetch.result(host_facts.service_running, host, name)
         record_property(f"{name}_running", running)
-        if not running:
-            stopped.append(name)
-    no_problems([f"service {name} is not running" for name in stopped])
+        if running:
+            continue
+        if host_facts.service_installed(host, name):
+            problems.append(f"service {name} is not running")
+        else:
+            problems.append(f"service {name} is not installed (no such service on the host)")
+    no_problems(problems)

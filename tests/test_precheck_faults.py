@@ -133,6 +133,14 @@ def test_services_fails_while_nginx_is_stopped_and_passes_once_it_is_back(run_ch
     assert run_check("SERVICES").rc == 0
 
 
+def test_services_tells_a_service_that_is_not_installed_from_a_stopped_one(run_check):
+    run = run_check("SERVICES", {"services": ["docker", "nginx", "nexus-no-such-service"]})
+    message = assert_red(
+        run, "SERVICES", "service nexus-no-such-service is not installed (no such service"
+    )
+    assert "docker" not in message and "nginx" not in message
+
+
 # --- DOCKER -----------------------------------------------------------------------------------
 
 

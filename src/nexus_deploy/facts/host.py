@@ -27,6 +27,15 @@ def service_running(host: Host, name: str) -> bool:
     return bool(host.service(name).is_running)
 
 
+def service_installed(host: Host, name: str) -> bool:
+    """Whether the host's service manager knows ``name`` at all (asked once one is not
+    running, to tell "stopped" from "not installed" or misspelt)."""
+    try:
+        return bool(host.service(name).exists)
+    except NotImplementedError:  # testinfra knows this only of systemd: else an init script
+        return bool(host.file(f"/etc/init.d/{name}").exists)
+
+
 def free_gb(host: Host, path: str) -> float | None:
     """Space available to unprivileged writers on the filesystem of ``path``; None if absent."""
     result = host.run("stat -f -c %s %s", "%a %S", path)
