@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -13,7 +14,7 @@ import psycopg
 import pytest
 import requests
 import yaml
-from suite import REPO, SANDBOX_PROFILE, SuiteRun, parse_junit, set_dotted
+from suite import CHECK_FILES, REPO, SANDBOX_PROFILE, SuiteRun, parse_junit, set_dotted
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +76,28 @@ def run_suite(tmp_path: Path, target_file: Callable[..., Path]) -> Callable[...,
         return run
 
     return run
+
+
+@pytest.fixture
+def run_check(
+    run_suite: Callable[..., SuiteRun], target_file: Callable[..., Path]
+) -> Callable[..., SuiteRun]:
+    """Run one precheck's file against the sandbox profile with ``changes`` made."""
+
+    def run(name: str, changes: dict[str, Any] | None = None) -> SuiteRun:
+        return run_suite(CHECK_FILES[name], target=target_file(changes or {}))
+
+    return run
+
+
+@pytest.fixture
+def pfs_copy(tmp_path: Path) -> Path:
+    """A copy of the phase configs (pfs/*.yaml) to break; point config.dir at it."""
+    pfs = tmp_path / "pfs"
+    pfs.mkdir()
+    for path in (REPO / "pfs").glob("*.yaml"):
+        shutil.copy(path, pfs)
+    return pfs
 
 
 @pytest.fixture

@@ -10,8 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nexus_deploy.prechecks import PRECHECK_NAMES
+
 REPO = Path(__file__).resolve().parents[1]
 SANDBOX_PROFILE = REPO / "pfs" / "targets" / "sandbox.yaml"
+# The file of each precheck in checks/, by its name.
+CHECK_FILES = {
+    name: f"checks/test_{number:02d}_{name.lower()}.py"
+    for number, name in enumerate(PRECHECK_NAMES, start=1)
+}
 AUDIT_LINE = re.compile(r"^\[AUDIT\] (\S+ \S+) ([A-Z0-9_]+)(.*) sha=[0-9a-f]{16}$")
 FIELD = re.compile(r'(\S+?)=("(?:[^"\\]|\\.)*"|\S+)')
 

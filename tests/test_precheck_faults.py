@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -42,28 +41,14 @@ from faults import (
     version_banner_nginx,
     write_certificate,
 )
-from suite import REPO, AuditEvent, SuiteRun, parse_audit
+from suite import CHECK_FILES, REPO, AuditEvent, SuiteRun, parse_audit
 
 from nexus_deploy.prechecks import PRECHECK_NAMES
 
 pytestmark = pytest.mark.usefixtures("sandbox_up")
 
-CHECK_FILES = {
-    name: f"checks/test_{number:02d}_{name.lower()}.py"
-    for number, name in enumerate(PRECHECK_NAMES, start=1)
-}
 DOCKER_CLI = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
 SANDBOX_COMMANDS = ["git", "docker", "nginx", "openssl", "psql", "stat"]
-
-
-@pytest.fixture
-def run_check(run_suite, target_file):
-    """Run one precheck's file against the sandbox profile with ``changes`` made."""
-
-    def run(name: str, changes: dict | None = None) -> SuiteRun:
-        return run_suite(CHECK_FILES[name], target=target_file(changes or {}))
-
-    return run
 
 
 def audit_event(run: SuiteRun, name: str) -> AuditEvent:
@@ -266,11 +251,8 @@ def break_a_joint_rule(pfs: Path) -> tuple[str, str]:
     [remove_file, write_invalid_yaml, break_a_field, break_a_joint_rule],
     ids=["missing-file", "invalid-yaml", "invalid-field", "joint-rule"],
 )
-def test_config_fails_naming_file_and_field(run_check, tmp_path, fault):
-    pfs = tmp_path / "pfs"
-    pfs.mkdir()
-    for path in (REPO / "pfs").glob("*.yaml"):
-        shutil.copy(path, pfs)
+def test_config_fails_naming_file_and_field(run_check, pfs_copy, fault):
+    pfs = pfs_copy
     file, named = fault(pfs)
     run = run_check("CONFIG", {"config.dir": str(pfs)})
     assert_red(run, "CONFIG", f"{pfs / file}: {named}")

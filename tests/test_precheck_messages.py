@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from suite import REPO, SuiteRun
-from test_precheck_faults import CHECK_FILES, assert_red, audit_event
+from suite import CHECK_FILES, REPO, SuiteRun
+from test_precheck_faults import assert_red, audit_event
 
 from nexus_deploy.profile import load_profile
 from nexus_deploy.verify import problems_at, wait_until_visible
@@ -26,16 +26,6 @@ NEXUSCTL = Path(sys.executable).with_name("nexusctl")  # .venv/bin/nexusctl
 SANDBOX_PASSFILE = Path("/var/lib/nexus-sandbox/pgpass")
 NGINX_HEALTH = "https://127.0.0.1:8443/health"
 SECTION = re.compile(r"^[-=_]+ .* [-=_]+$")  # a terminal header such as "--- generated xml ---"
-
-
-@pytest.fixture
-def run_check(run_suite, target_file):
-    """Run one precheck's file against the sandbox profile with ``changes`` made."""
-
-    def run(name: str, changes: dict | None = None) -> SuiteRun:
-        return run_suite(CHECK_FILES[name], target=target_file(changes or {}))
-
-    return run
 
 
 def failure_lines(run: SuiteRun, test: str) -> list[str]:
@@ -183,11 +173,8 @@ def unclosed_list(pfs: Path) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize("fault", [soak_days_as_text, unclosed_list], ids=["string", "yaml"])
-def test_config_failure_is_shown_once(run_check, tmp_path, fault):
-    pfs = tmp_path / "pfs"
-    pfs.mkdir()
-    for path in (REPO / "pfs").glob("*.yaml"):
-        shutil.copy(path, pfs)
+def test_config_failure_is_shown_once(run_check, pfs_copy, fault):
+    pfs = pfs_copy
     file, named = fault(pfs)
     run = run_check("CONFIG", {"config.dir": str(pfs)})
     shown = f"{pfs / file}: {named}"
