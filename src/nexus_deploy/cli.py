@@ -81,7 +81,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             flags = decoded(read_rows(connection, spec.flag_table))
             holder = holder_of(connection, profile.audit.dir / ".deploy.lock")
     except psycopg.Error as exc:
-        print(f"nexusctl: cannot read flags from {spec.host}:{spec.port}/{spec.dbname}: {exc}")
+        where = f"{spec.host}:{spec.port}/{spec.dbname}"
+        print(f"nexusctl: cannot read flags from {where}: {exc}", file=sys.stderr)
         return 1
     print(f"target       : {profile.name}")
     print(f"marketplace  : step {flags.get('marketplace.step', 0)}"
