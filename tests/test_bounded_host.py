@@ -24,6 +24,7 @@ from nexus_deploy.bounded_host import (
     HostCommandTimeout,
     bounded_host,
     interrupt_commands,
+    ssh_said,
     usable_limit,
 )
 
@@ -229,7 +230,7 @@ def test_an_unreachable_ssh_host_fails_once_and_is_not_asked_again(tmp_path):
 def test_over_ssh_a_connection_that_stops_answering_is_dropped(tmp_path):
     port = closed_port()
     spec = ssh_files(tmp_path, port)
-    host = bounded_host(spec, 3.0)  # a keepalive a second, three unanswered: dropped in ~4 s
+    host = bounded_host(spec, 6.0)  # a keepalive a second, three unanswered: dropped in ~4 s
     with sshd(tmp_path, port) as server, ThreadPoolExecutor(1) as pool:
         # Not ASCII: testinfra would ask the host for its encoding, over the lost link.
         call = pool.submit(host.run, "printf 'caf\\303\\251\\n' >&2; sleep 600")
@@ -245,10 +246,21 @@ def test_over_ssh_a_connection_that_stops_answering_is_dropped(tmp_path):
             call.result(timeout=3 * SLACK_S)  # a hang would last as long as the stop
 
 
-def test_messages_name_the_host_without_its_password_or_options():
-    host = bounded_host("ssh://deploy:s3cret@127.0.0.1:2222?ssh_config=/x&timeout=3", LIMIT_S)
-    assert host.name == "ssh://deploy:***@127.0.0.1:2222"
-    assert bounded_host("ssh://deploy:pa?ss@nexus", LIMIT_S).name == "ssh://deploy:***@nexus"
+@pytest.mark.parametrize(
+    ("spec", "shown"),
+    [
+        (
+            "ssh://deploy:s3cret@127.0.0.1:2222?ssh_config=/x&timeout=3",
+            "ssh://deploy:***@127.0.0.1:2222",
+        ),
+        ("ssh://deploy:pa?ss@nexus", "ssh://deploy:***@nexus"),  # "?" in the password
+        ("ssh://deploy:pa@ss@nexus", "ssh://deploy:***@nexus"),  # the host follows the last @
+        ("ssh://nexus:22?ssh_identity_file=/home/a@b/key", "ssh://nexus:22"),  # @ in the query
+        ("local://", "local://"),
+    ],
+)
+def test_messages_name_the_host_without_its_password_or_options(spec, shown):
+    assert bounded_host(spec, LIMIT_S).name == shown
 
 
 def remote_sleep(server: int) -> bool:
@@ -275,3 +287,11 @@ def test_over_ssh_the_encoding_query_is_bounded_too(tmp_path):
 def test_output_that_is_not_ascii_is_decoded_as_the_host_says(ssh_host, host):
     assert ssh_host.run("printf 'caf\\303\\251'").stdout == "café"
     assert host.run("printf 'caf\\303\\251'").stdout == "café"
+
+
+def test_ssh_failure_is_told_in_ssh_words_not_the_commands():
+    # Over ssh the remote command's stderr comes first, then ssh's own line, if its LogLevel
+    # lets it print one.
+    refused = "ssh: connect to host nexus port 22: Connection refused"
+    assert ssh_said(f"what the command said\n{refused}\r\n".encode()) == refused
+    assert ssh_said(b"what the command said\n").startswith("exit status 255 and no message")

@@ -330,6 +330,7 @@ USAGE_ERRORS = {
     "step-9": (("--activate", "phase3", "--step", "9"), "'9'"),
     "step-minus-1": (("--activate", "phase3", "--step", "-1"), "step '-1' is out of range"),
     "step-two": (("--activate", "phase3", "--step", "two"), "step 'two' is not a whole number"),
+    "step-minus-minus-1": (("--activate", "phase3", "--step=--1"), "'--1' is not a whole number"),
     "mode-everyone": (("--activate", "phase4", "--mode", "everyone"), "'everyone'"),
     "phase4-with-step": (
         ("--activate", "phase4", "--step", "2"),

@@ -6,6 +6,7 @@ import re
 import socket
 
 import pytest
+from faults import git, git_repository, read_only_bind
 from suite import DELETE
 
 from nexus_deploy.audit import verify
@@ -26,16 +27,23 @@ def test_listing_reads_nothing_on_the_target_and_writes_nothing(
     run_suite, target_file, tmp_path, listing
 ):
     # An activation asked for, yet only listed: no lock, no fact, no audit, no report. The
-    # database port is a socket that records whoever connects.
+    # database port is a socket that records whoever connects, and the platform checkout runs
+    # a git hook that leaves a file behind whenever a host command (`git status`) reads it.
+    repo = git_repository(tmp_path / "nexus-cos")
+    hook = tmp_path / "fsmonitor-hook"
+    hook.write_text(f"#!/bin/sh\ntouch {tmp_path / 'git-ran'}\n", encoding="utf-8")
+    hook.chmod(0o755)
+    git(repo, "config", "core.fsmonitor", str(hook))
     with socket.socket() as database:
         database.bind(("127.0.0.1", 0))
         database.listen(8)
         database.setblocking(False)
-        target = target_file({"database.port": database.getsockname()[1]})
-        run = run_suite(listing, "--activate=phase3", "--step=1", target=target)
+        changes = {"database.port": database.getsockname()[1], "repository.path": str(repo)}
+        run = run_suite(listing, "--activate=phase3", "--step=1", target=target_file(changes))
         assert run.rc == 0, run.output
         with pytest.raises(BlockingIOError):
             database.accept()  # nobody connected
+    assert not (tmp_path / "git-ran").exists(), "a host command ran"
     assert "listing only: nothing is checked on the target, nothing is written" in run.output
     assert not (tmp_path / "audit").exists(), list((tmp_path / "audit").iterdir())
     assert not run.reports_dir.exists(), list(run.reports_dir.iterdir())
@@ -43,11 +51,13 @@ def test_listing_reads_nothing_on_the_target_and_writes_nothing(
         assert "<Function test_apply_and_verify>" in run.output  # listed, as it would run
 
 
-@pytest.mark.parametrize("show", ["--help", "--markers"])
-def test_help_and_markers_work_whatever_the_profile_says(run_suite, target_file, show):
+@pytest.mark.parametrize(
+    ("show", "shown"), [("--help", "--target=NAME|FILE"), ("--markers", "@pytest.mark.precheck")]
+)
+def test_help_and_markers_work_whatever_the_profile_says(run_suite, target_file, show, shown):
     run = run_suite(show, target=target_file({"disk.nonsense": 1}))
     assert run.rc == 0, run.output
-    assert "@pytest.mark.precheck" in run.output or "--target=NAME|FILE" in run.output
+    assert shown in run.output
     assert not run.reports_dir.exists()
 
 
@@ -150,6 +160,15 @@ def test_a_latest_that_is_not_a_link_is_refused_and_left_alone(run_suite, tmp_pa
     assert run.rc == pytest.ExitCode.USAGE_ERROR, run.output
     assert f"{latest} is not a link (each run points it at itself): move it away" in run.output
     assert latest.is_dir() and not latest.is_symlink()
+    assert run_suite("-m", "precheck", "--collect-only").rc == 0  # listing writes no report
+
+
+def test_a_read_only_reports_dir_is_refused_before_any_check(run_suite, tmp_path):
+    with read_only_bind(tmp_path / "read-only") as reports:
+        run = run_suite("-m", "precheck", f"--reports-dir={reports}")
+    assert run.rc == pytest.ExitCode.USAGE_ERROR, run.output
+    assert f"reports directory {reports} cannot be written: {reports} is read-only" in run.output
+    assert "Traceback" not in run.output
 
 
 def test_a_refusal_that_cannot_be_audited_anywhere_says_so(run_suite, tmp_path):

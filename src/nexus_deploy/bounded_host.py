@@ -66,7 +66,12 @@ SSH_BACKENDS = ("ssh", "safe-ssh")
 # xargs, a nested ssh), and only this tells its answer from ssh's own failure. It is a line of
 # its own even after stderr that does not end in a newline, and is taken out again.
 _OWN_255 = b"\nnexus-deploy: the command itself exited 255\n"
-_PASSWORD = re.compile(r"^([a-z-]+://[^/@:]*):[^@]*@")
+# How ssh's own error lines begin: the remote command's stderr comes before them, or alone.
+_SSH_SAYS = re.compile(
+    r"^(ssh|ssh_\w+|kex_\w+|client_loop|mux_client\w*|channel \d+|sshpass):"
+    r"|^(Connection |Timeout, server|Permission denied|Host key verification failed"
+    r"|Received disconnect|Could not resolve|Bad |Load key|no such identity)"
+)
 # Over ssh, a connection whose peer leaves this many keepalives in a row unanswered is dropped.
 KEEPALIVES_UNANSWERED = 3
 
@@ -91,7 +96,7 @@ class BoundedHost(Host):  # type: ignore[misc]  # testinfra ships no type hints
         self.spec = spec
         # For messages and logs: the spec without its query (ssh_config=..., timeout=...) and
         # without a password (ssh://user:password@host, which testinfra passes to sshpass).
-        self.name = _PASSWORD.sub(r"\1:***@", spec).split("?", 1)[0]
+        self.name = display_name(spec)
         self.limit_s = limit_s
         # Why ssh to this host failed, once it has: later commands are refused with it, for
         # the life of this object. That is one run: pytest runs (nexusctl's too) are processes.
@@ -107,7 +112,8 @@ class BoundedHost(Host):  # type: ignore[misc]  # testinfra ships no type hints
         try:
             # "; r=$?; ... exit $r" keeps the shell from handing itself over to timeout(1) (bash
             # does, for a last command): it reports timeout(1) killed by SIGKILL as 137, where
-            # ssh would report the death by signal as 255, its own error code.
+            # ssh would report the death by signal as 255, its own error code. The marker is
+            # printf's format (its "\n"s become newlines), so it must hold no "%".
             result: CommandResult = super().run(
                 "timeout -k %s %s /bin/sh -c %s; r=$?; [ $r -ne 255 ] || printf %s >&2; exit $r",
                 str(KILL_AFTER_S),
@@ -230,14 +236,27 @@ def live_members(group: int) -> bool:
     return False
 
 
+def display_name(spec: str) -> str:
+    """``spec`` for messages and logs: without its query (ssh_config=..., timeout=...) and
+    without a password (ssh://user:password@host, which testinfra hands to sshpass). As in
+    testinfra, the host follows the last @, and the password the user's first colon."""
+    scheme, _, rest = spec.partition("://")
+    # Not urlsplit: a "?" in the password would cut the user part short, showing the rest.
+    user, at, host = rest.split("/", 1)[0].rpartition("@")
+    if ":" in user:
+        user = user.split(":", 1)[0] + ":***"
+    return f"{scheme}://{user}{at}{host.split('?', 1)[0]}"
+
+
 def ssh_said(stderr: bytes) -> str:
-    """ssh's own error: the last line of its stderr that says something. Decoded here, not by
-    testinfra, which for bytes that are not ASCII would ask the host (over the lost link)."""
+    """ssh's own error: its last line in stderr, after whatever the remote command wrote there.
+    Decoded here, not by testinfra, which for bytes that are not ASCII would ask the host (over
+    the lost link)."""
     text = stderr.decode("utf-8", errors="replace")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if lines:
-        return lines[-1]
-    return "exit status 255 and no message: the link was lost, or ssh's LogLevel hides why"
+    said = [line.strip() for line in text.splitlines() if _SSH_SAYS.match(line.strip())]
+    if said:
+        return said[-1]
+    return "exit status 255 and no message from ssh: the link was lost, or its LogLevel hides why"
 
 
 def keepalive_options(limit_s: float) -> str:

@@ -265,7 +265,7 @@ def step_to_open(text: str) -> int:
         raise argparse.ArgumentTypeError(f"step {text!r} is not a whole number") from None
     if step < 1:
         raise argparse.ArgumentTypeError(
-            f"enable opens a step of 1..4, not {step}: "
+            f"enable opens a step from 1 up, not {step}: "
             "to turn the marketplace off, use `nexusctl marketplace disable --phase 3`"
         )
     return step

@@ -30,11 +30,13 @@ def pytest_configure(config: pytest.Config) -> None:
         return  # xdist workers run tests; only the controller writes the run's files
     if without_session(config.option):
         return  # --help, --markers, --version: they must work whatever the profile says
-    run = build_run(config)
-    if show_only(config.option):
+    listing = show_only(config.option)
+    run = build_run(config, listing)
+    if listing:
         # Listing (--collect-only, --fixtures, --setup-plan): the profile and the request are
-        # still checked, and the activation tests that would not run are left out of the list,
-        # but nothing reads the target or writes anything (audit, reports, lock, `latest`).
+        # still checked (bad input is refused and audited, as always), and the activation
+        # tests that would not run are left out of the list, but nothing reads the target or
+        # writes anything (audit, reports, lock, `latest`).
         config.stash[RUN_KEY] = run
         config.pluginmanager.register(ListingHooks(run), PLUGIN_NAME)
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal, cast
 
@@ -68,7 +69,7 @@ def parse_request(
 
 def _step(text: str, max_step: int) -> int:
     choose = f"choose 0..{max_step} (0 turns it off)"
-    if not (text.isascii() and text.lstrip("-").isdecimal()):
+    if re.fullmatch(r"-?[0-9]+", text) is None:
         raise RequestError(f"step {text!r} is not a whole number: {choose}")
     if not 0 <= int(text) <= max_step:
         raise RequestError(f"step {text!r} is out of range: {choose}")

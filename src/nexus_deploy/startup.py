@@ -1,12 +1,14 @@
 """Everything a run needs decided before its first test: profile, request, paths.
 
-Each refusal here is a usage error (exit 4) with a DEPLOYMENT_REFUSED audit line, before
-anything is checked or changed.
+Each refusal here is a usage error (exit 4) with a DEPLOYMENT_REFUSED audit line (or, where
+no audit log can be written at all, a message that says so), before anything is checked or
+changed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,10 @@ from nexus_deploy.run import DeploymentRun, RunFiles, new_run_id, open_audit
 from nexus_deploy.targets import resolve_target_path
 
 
-def build_run(config: pytest.Config) -> DeploymentRun:
-    """The run this pytest session is, or a pytest.UsageError saying why it cannot be one."""
+def build_run(config: pytest.Config, listing: bool = False) -> DeploymentRun:
+    """The run this pytest session is, or a pytest.UsageError saying why it cannot be one.
+    A run that only lists its tests (``listing``) writes no report: where they would go is not
+    its concern."""
     if config.inipath is None:
         # pytest picks its rootdir before it knows our options, so in `--target /x/t.yaml` it
         # takes /x/t.yaml for a test path and leaves the repository (and pyproject.toml) behind.
@@ -39,7 +43,7 @@ def build_run(config: pytest.Config) -> DeploymentRun:
         raise pytest.UsageError(
             "target profile refused: " + refuse(files, run_id, files.run_dir, str(exc))
         ) from None
-    problem = reports_dir_problem(files)
+    problem = None if listing else reports_dir_problem(files)
     if problem:
         raise pytest.UsageError(refuse(files, run_id, profile.audit.dir, problem))
     config_dir = config.rootpath / profile.config.dir
@@ -83,6 +87,8 @@ def reports_dir_problem(files: RunFiles) -> str | None:
         existing = existing.parent
     if not existing.is_dir():
         return f"reports directory {reports} cannot be made: {existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):  # a read-only mount, for root as well
+        return f"reports directory {reports} cannot be written: {existing} is read-only to us"
     if files.latest.exists() and not files.latest.is_symlink():
         return f"{files.latest} is not a link (each run points it at itself): move it away"
     return None

@@ -24,10 +24,10 @@ def problems_at(spec: GatewaySpec, expected: dict[str, JsonValue]) -> list[str]:
     """What each endpoint does not yet show: unhealthy, unreachable or an old flag value."""
     verify: bool | str = str(spec.ca_file) if spec.ca_file else True
     timeout = spec.timeout_s
-    ca_problem = ca_file_problem(spec.ca_file)
     problems = []
     for endpoint in spec.endpoints:
-        if ca_problem and endpoint.url.startswith("https://"):
+        ca_problem = ca_file_problem(endpoint.url, spec.ca_file)
+        if ca_problem:
             problems.append(f"{endpoint.name}: {ca_problem}")
             continue
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -50,21 +51,24 @@ def password_sources(spec: DatabaseSpec) -> str:
     value = os.environ.get(spec.password_env)
     env = f"${spec.password_env} is {'empty' if value == '' else 'not set'}"
     passfile = spec.passfile
-    if passfile is None:
-        return f"{env} and database.passfile is not set"
+    if passfile is None:  # libpq then reads $PGPASSFILE or ~/.pgpass, which held none either
+        return f"{env}, database.passfile is not set, and $PGPASSFILE or ~/.pgpass had none"
+    try:
+        return f"{env} and passfile {passfile} {passfile_problem(spec, passfile)}"
+    except OSError as exc:  # a directory on the way we may not search, say
+        return f"{env} and passfile {passfile} cannot be read ({exc.strerror or exc})"
+
+
+def passfile_problem(spec: DatabaseSpec, passfile: Path) -> str:
+    """Why libpq found no password in ``passfile`` for this database."""
     if not passfile.is_file():
-        missing = "is not a file" if passfile.exists() else "does not exist"
-        return f"{env} and passfile {passfile} {missing}"
+        return "is not a file" if passfile.exists() else "does not exist"
     mode = passfile.stat().st_mode & 0o777
-    if mode & 0o077:
-        # libpq skips such a file with only a warning on stderr.
-        return (
-            f"{env} and passfile {passfile} is ignored: mode {mode:04o}, libpq needs 0600 or less"
-        )
+    if mode & 0o077:  # libpq skips such a file with only a warning on stderr
+        return f"is ignored: mode {mode:04o}, libpq needs 0600 or less"
     if not os.access(passfile, os.R_OK):
-        return f"{env} and passfile {passfile} cannot be read"
-    where = f"{spec.host}:{spec.port}:{spec.dbname}:{spec.user}"
-    return f"{env} and passfile {passfile} holds no password for {where}"
+        return "cannot be read"
+    return f"holds no password for {spec.host}:{spec.port}:{spec.dbname}:{spec.user}"
 
 
 def flag_table_columns(connection: psycopg.Connection[Any], table: str) -> set[str]:

@@ -22,11 +22,12 @@ class Probe:
     ca_problem: str | None = None
 
 
-def ca_file_problem(ca_file: Path | None) -> str | None:
-    """Why ``ca_file`` cannot verify a TLS peer (missing, unreadable, no certificate in it),
-    or None when it can or none is set. requests would raise a bare OSError naming neither
-    the profile field nor the endpoint, so the file is tried as ssl will load it."""
-    if ca_file is None:
+def ca_file_problem(url: str, ca_file: Path | None) -> str | None:
+    """Why ``ca_file`` cannot verify the TLS peer of ``url`` (missing, unreadable, no
+    certificate in it), or None when it can, or is not needed (http, or no CA file set).
+    requests would raise a bare OSError naming neither the CA file nor the endpoint, so the
+    file is tried first as ssl will load it."""
+    if ca_file is None or not url.startswith("https://"):
         return None
     try:
         if ca_file.is_dir():  # requests hands a directory to ssl as a capath, like this
@@ -34,9 +35,13 @@ def ca_file_problem(ca_file: Path | None) -> str | None:
         else:
             ssl.create_default_context(cafile=str(ca_file))
     except OSError as exc:  # ssl.SSLError is one too
-        why = re.sub(r"\s*\(_ssl\.c:\d+\)$", "", str(exc.strerror or exc))
-        return f"CA file {ca_file} unusable: {why}"
+        return unusable_ca_file(ca_file, exc)
     return None
+
+
+def unusable_ca_file(ca_file: Path | None, exc: OSError) -> str:
+    why = re.sub(r"\s*\(_ssl\.c:\d+\)$", "", str(exc.strerror or exc))
+    return f"CA file {ca_file} unusable: {why}"
 
 
 def describe(exc: requests.RequestException, timeout_s: float) -> str:
@@ -52,10 +57,9 @@ def describe(exc: requests.RequestException, timeout_s: float) -> str:
 
 def probe_health(url: str, timeout_s: float, ca_file: Path | None) -> Probe:
     """GET a health endpoint once, bounded by ``timeout_s``; errors are facts, not exceptions."""
-    if url.startswith("https://"):
-        ca_problem = ca_file_problem(ca_file)
-        if ca_problem:
-            return Probe(url, None, 0.0, ca_problem=ca_problem)
+    ca_problem = ca_file_problem(url, ca_file)
+    if ca_problem:
+        return Probe(url, None, 0.0, ca_problem=ca_problem)
     started = time.perf_counter()
     verify: bool | str = str(ca_file) if ca_file else True
     try:
@@ -64,7 +68,7 @@ def probe_health(url: str, timeout_s: float, ca_file: Path | None) -> Probe:
         elapsed = (time.perf_counter() - started) * 1000
         return Probe(url, None, elapsed, error=describe(exc, timeout_s))
     except OSError as exc:  # the CA file went away since it was tried above
-        return Probe(url, None, 0.0, ca_problem=f"CA file {ca_file} unusable: {exc}")
+        return Probe(url, None, 0.0, ca_problem=unusable_ca_file(ca_file, exc))
     elapsed = (time.perf_counter() - started) * 1000
     try:
         payload = response.json()
