@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from nexus_deploy.facts import host as host_facts
@@ -17,7 +15,7 @@ def test_previous_phases(host, target, record_property, prefetch):
     problems = []
     for report in map(str, spec.reports):
         state = prefetch.result(host_facts.report_state, host, report, spec.completion_marker)
-        record_property(Path(report).name, state)
+        record_property(f"report:{report}", state)  # by path: two reports may share a name
         if state == "missing":
             problems.append(f"phase report {report} is missing")
         elif state == "incomplete":

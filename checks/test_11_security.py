@@ -20,13 +20,15 @@ def test_security(host, target, record_property, prefetch, precheck_warning):
         served = prefetch.result(tls.served_endpoint, *endpoint)
     except OSError as exc:
         served = None
-        problems.append(f"TLS endpoint {spec.tls_endpoint} unreachable: {exc}")
+        why = f"no TLS handshake within {timeout:g} s" if "timed out" in str(exc) else exc
+        problems.append(f"TLS endpoint {spec.tls_endpoint} unreachable: {why}")
     problems += certificate_problems(host, spec, served, record_property, prefetch)
     if served is not None:
         problems += server_header_problems(spec, served, timeout, record_property, precheck_warning)
     problems += nginx_problems(host, spec, record_property, prefetch)
     accepted = prefetch.result(tls.legacy_versions_accepted, *endpoint)
-    record_property("legacy_tls_accepted", ",".join(accepted) or "none")
+    # Unreached, the endpoint accepted nothing, and refused nothing either: unknown.
+    record_property("legacy_tls_accepted", ",".join(accepted) or ("none" if served else "unknown"))
     if accepted:
         problems.append(f"{spec.tls_endpoint} completes handshakes with {', '.join(accepted)}")
     no_problems(problems)

@@ -43,6 +43,16 @@ class SuiteRun:
     def run_dir(self) -> Path:
         return (self.reports_dir / "latest").resolve()
 
+    def global_properties(self) -> dict[str, str]:
+        """The <properties> of the JUnit testsuite itself (not of a testcase)."""
+        root = ET.parse(self.run_dir / "junit.xml").getroot()
+        suite = root if root.tag == "testsuite" else root.find("testsuite")
+        assert suite is not None, "no testsuite in junit.xml"
+        properties = suite.find("properties")
+        if properties is None:
+            return {}
+        return {p.get("name", ""): p.get("value", "") for p in properties.iter("property")}
+
     def audit_files(self, prefix: str = "precheck-") -> list[Path]:
         # A log in a run folder is also reachable through reports/latest: count each file once.
         candidates = [

@@ -14,7 +14,6 @@ import json
 import re
 import subprocess
 import sys
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,17 +37,6 @@ CHANNELS = ("terminal", "junit", "html", "audit")
 
 
 # --- reading what a run left behind ---------------------------------------------------------
-
-
-def junit_global_properties(run: SuiteRun) -> dict[str, str]:
-    """The <properties> of the testsuite itself (not of a testcase)."""
-    root = ET.parse(run.run_dir / "junit.xml").getroot()
-    suite = root if root.tag == "testsuite" else root.find("testsuite")
-    assert suite is not None, "no testsuite in junit.xml"
-    properties = suite.find("properties")
-    if properties is None:
-        return {}
-    return {p.get("name", ""): p.get("value", "") for p in properties.iter("property")}
 
 
 def terminal_activation(run: SuiteRun) -> str:
@@ -281,7 +269,7 @@ def test_gate_stays_shut_and_says_why(run_suite, target_file, clean_flags, tmp_p
     # Then the why, on every channel an operator or an auditor reads.
     says = {
         "terminal": terminal_activation(run),
-        "junit": junit_global_properties(run).get("activation", ""),
+        "junit": run.global_properties().get("activation", ""),
         "html": html_activation(run),
         "audit": reasons(events, "GATE_CLOSED", "ACTIVATION_NOT_RUN"),
     }
@@ -302,7 +290,7 @@ def test_full_green_run_opens_the_gate_and_commits(run_suite, clean_flags):
     assert "GATE_CLOSED" not in names and "ACTIVATION_NOT_RUN" not in names
     assert run.event("GATE_OPEN", "deployment-").fields["prechecks"] == "12"
     assert "ACTIVATION_COMMITTED" in names
-    assert junit_global_properties(run)["activation"].startswith("committed")
+    assert run.global_properties()["activation"].startswith("committed")
     assert phase_flags(clean_flags) == step_1_flags()
     assert (run.audit_dir / f"rollback-{run_id_of(run)}.sh").is_file()
 
@@ -317,7 +305,7 @@ def test_bare_pytest_runs_the_twelve_prechecks_and_no_activation(run_suite, flag
     assert not run.audit_files("deployment-") and not list(run.audit_dir.glob("rollback-*"))
     names = [e.event for e in run.audit()]
     assert not {"LOCK_ACQUIRED", "GATE_OPEN", "GATE_CLOSED", "ACTIVATION_NOT_RUN"} & set(names)
-    assert "activation" not in junit_global_properties(run)
+    assert "activation" not in run.global_properties()
     assert_untouched(before, flag_rows(flags_db), run_id_of(run, "precheck-"))
 
 
@@ -440,7 +428,7 @@ def test_held_lock_refuses_activation_naming_the_holder(
         "another deployment holds the lock"
         in run.event("GATE_CLOSED", "deployment-").fields["reason"]
     )
-    assert "holder-test" in junit_global_properties(run)["activation"]
+    assert "holder-test" in run.global_properties()["activation"]
     assert "holder-test" in terminal_activation(run)
     assert_untouched(before, after, run_id_of(run))
     assert not list(run.audit_dir.glob("rollback-*"))

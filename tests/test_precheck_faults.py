@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -177,6 +178,13 @@ def test_memory_below_threshold_is_a_warning_and_never_fails_the_run(run_suite, 
         "passed": "11", "warnings": "1", "failed": "0", "not_run": "none"
     }  # fmt: skip
     assert "PrecheckWarning: " in full.output  # in pytest's warnings summary too
+    warned = "memory available, below the recommended 100000 GB"
+    assert re.search(rf"^ *MEMORY: WARNING \(.*{warned}", full.output, re.MULTILINE)
+    memory = full.cases["test_memory"]["properties"]
+    assert memory["precheck_status"] == "WARNING" and warned in memory["precheck_reason"]
+    html = (full.run_dir / "report.html").read_text(encoding="utf-8")
+    # The Precheck column's cell, inside pytest-html's escaped JSON: WARNING, not "Passed".
+    assert len(re.findall(r"col-precheck[^A-Z]{0,20}WARNING", html)) == 1
 
     strict = run_suite(CHECK_FILES["MEMORY"], "-W", "error", target=target)  # warnings as errors
     assert strict.rc == 0, strict.output
@@ -237,7 +245,9 @@ def write_invalid_yaml(pfs: Path) -> tuple[str, str]:
 def break_a_field(pfs: Path) -> tuple[str, str]:
     path = pfs / "global-launch.yaml"
     path.write_text(path.read_text().replace("min_replicas: 2", "min_replicas: 0"))
-    return "global-launch.yaml", "auto_scaling.min_replicas: Input should be greater than or equal"
+    return "global-launch.yaml", (
+        "auto_scaling.min_replicas: Input should be greater than or equal to 1 (got 0)"
+    )
 
 
 def break_a_joint_rule(pfs: Path) -> tuple[str, str]:
@@ -332,7 +342,18 @@ def test_previous_phases_fails_on_a_report_without_completion(run_check, tmp_pat
     report.write_text("# Phase 2 audit report\n\nStatus: IN PROGRESS\n", encoding="utf-8")
     run = run_check("PREVIOUS_PHASES", {"previous_phases.reports": [str(report)]})
     assert_red(run, "PREVIOUS_PHASES", f"phase report {report} has no line 'Status: COMPLETE'")
-    assert audit_event(run, "PRECHECK_PREVIOUS_PHASES").fields[report.name] == "incomplete"
+    assert audit_event(run, "PRECHECK_PREVIOUS_PHASES").fields[f"report:{report}"] == "incomplete"
+
+
+def test_previous_phases_keeps_apart_two_reports_of_the_same_name(run_check, tmp_path):
+    present = tmp_path / "new" / "PHASE_1_AUDIT_REPORT.md"
+    present.parent.mkdir()
+    present.write_text("# Phase 1 audit report\n\nStatus: COMPLETE\n", encoding="utf-8")
+    missing = tmp_path / "old" / "PHASE_1_AUDIT_REPORT.md"
+    run = run_check("PREVIOUS_PHASES", {"previous_phases.reports": [str(missing), str(present)]})
+    assert_red(run, "PREVIOUS_PHASES", f"phase report {missing} is missing")
+    fields = audit_event(run, "PRECHECK_PREVIOUS_PHASES").fields
+    assert (fields[f"report:{missing}"], fields[f"report:{present}"]) == ("missing", "complete")
 
 
 # --- SECURITY ---------------------------------------------------------------------------------

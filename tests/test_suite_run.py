@@ -102,10 +102,23 @@ def test_measured_values_reach_audit_junit_and_html(run_suite):
     assert not re.search(r'<script[^>]+src="(?!data:)', html)
 
 
+def test_junit_names_the_run_and_each_precheck_status(run_suite):
+    run = run_suite("-m", "precheck")
+    assert run.global_properties() == {
+        "run_id": run.run_dir.name,
+        "target": f"sandbox ({run.reports_dir.parent / 'target.yaml'})",
+        "audit_log": str(run.audit_files()[0]),
+    }
+    statuses = {name: case["properties"]["precheck_status"] for name, case in run.cases.items()}
+    assert statuses == {f"test_{name.lower()}": "PASS" for name in PRECHECK_NAMES}
+
+
 def test_terminal_names_the_run_and_every_file_written(run_suite):
     run = run_suite("-m", "precheck")
     run_id = run.run_dir.name
     assert f"nexus-deploy: run {run_id}, target sandbox" in run.output
+    for name in PRECHECK_NAMES:
+        assert re.search(rf"^ *{name}: PASS$", run.output, re.MULTILINE), name
     for path in (run.audit_files()[0], run.run_dir / "junit.xml", run.run_dir / "report.html"):
         assert path.exists()
         assert str(path) in run.output

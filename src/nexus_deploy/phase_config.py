@@ -12,6 +12,7 @@ from typing import Annotated, Literal, TypeAlias, TypeVar, get_args
 import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
 from nexus_deploy import yamlfile
 
@@ -202,9 +203,18 @@ def load_one(path: Path, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = [(".".join(map(str, e["loc"])) or None, e["msg"]) for e in exc.errors()]
+        errors = [(".".join(map(str, e["loc"])) or None, with_input(e)) for e in exc.errors()]
         message = errors[0][1] + "".join(f"; also {f}: {m}" for f, m in errors[1:])
         raise ConfigError(path, errors[0][0], message) from None
+
+
+def with_input(error: ErrorDetails) -> str:
+    """pydantic's message with the value it was given, as the file has it ("... got -3")."""
+    if error["type"] in ("missing", "extra_forbidden") or "input" not in error:
+        return str(error["msg"])  # nothing given, or the key itself is the problem
+    given = error["input"]
+    shown = repr(given) if len(repr(given)) <= 60 else repr(given)[:57] + "..."
+    return f"{error['msg']} (got {shown})"
 
 
 def yaml_problem(exc: Exception) -> str:

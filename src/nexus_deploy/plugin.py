@@ -14,7 +14,7 @@ from _pytest.junitxml import xml_key
 from nexus_deploy import report_html, startup_gc
 from nexus_deploy.gate import activation_stage, split_activation
 from nexus_deploy.options import show_only, without_session
-from nexus_deploy.prechecks import PENDING_KEY, WARNINGS_KEY
+from nexus_deploy.prechecks import PENDING_KEY, WARNINGS_KEY, Status
 from nexus_deploy.run import DeploymentRun, outcome_of
 from nexus_deploy.startup import build_run
 from nexus_deploy.verdict import shorten_self_explaining
@@ -139,7 +139,14 @@ class RunHooks(ListingHooks):
                 report_html.attach_outcome(report, outcome)
         elif PENDING_KEY in item.stash:
             # Written when the item is over: an error in teardown still turns PASS into FAIL.
-            self.run.record(outcome or item.stash[PENDING_KEY])
+            final = outcome or item.stash[PENDING_KEY]
+            self.run.record(final)
+            xml = item.config.stash.get(xml_key, None)
+            if xml is not None:  # before junitxml closes the testcase, at this report
+                testcase = xml.node_reporter(report)
+                testcase.add_property("precheck_status", final.status.value)
+                if final.reason:
+                    testcase.add_property("precheck_reason", final.reason)
         return report
 
     @pytest.hookimpl(wrapper=True)
@@ -151,7 +158,7 @@ class RunHooks(ListingHooks):
         session.exitstatus = self.run.settle(str(stopped) if stopped else None, session.exitstatus)
         xml = session.config.stash.get(xml_key, None)
         if xml is not None:
-            for name, value in self.run.summary():
+            for name, value in self.run.identity() + self.run.summary():
                 xml.add_global_property(name, value)
         yield
         self.run.finish(int(session.exitstatus))
@@ -160,10 +167,19 @@ class RunHooks(ListingHooks):
         terminalreporter.section("nexus-deploy")
         for note in self.run.notes:
             terminalreporter.line(f"note: {note}", yellow=True)
+        for outcome in self.run.tally.outcomes.values():
+            line = f"{outcome.name:>15}: {outcome.status.value}"
+            colour = {Status.PASS: "green", Status.WARNING: "yellow", Status.FAIL: "red"}
+            terminalreporter.line(
+                line + (f" ({outcome.reason})" if outcome.reason else ""),
+                **{colour[outcome.status]: True},
+            )
+        if self.run.tally.not_run:
+            terminalreporter.line(f"{'not run':>15}: {', '.join(self.run.tally.not_run)}")
         for name, value in self.run.summary():
-            terminalreporter.line(f"{name:>12}: {value}")
+            terminalreporter.line(f"{name:>15}: {value}")
         for label, path in self.run.written():
-            terminalreporter.line(f"{label:>12}: {path}")
+            terminalreporter.line(f"{label:>15}: {path}")
 
 
 def register_warning(item: pytest.Item, message: str) -> None:

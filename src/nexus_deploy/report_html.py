@@ -12,6 +12,9 @@ from pytest_metadata.plugin import metadata_key
 from nexus_deploy.prechecks import Outcome
 from nexus_deploy.run import DeploymentRun
 
+# Where a report carries its precheck's status for the HTML results table.
+STATUS_ATTRIBUTE = "nexus_precheck_status"
+
 
 def attach_outcome(report: pytest.TestReport, outcome: Outcome) -> None:
     """Put a precheck's status and measured values into its row of the HTML report."""
@@ -26,6 +29,7 @@ def attach_outcome(report: pytest.TestReport, outcome: Outcome) -> None:
     )
     # TestReport declares no ``extras``; pytest-html reads it from the report all the same.
     setattr(report, "extras", [*getattr(report, "extras", []), extras.html(table)])  # noqa: B010
+    setattr(report, STATUS_ATTRIBUTE, outcome.status.value)  # for the Precheck column
 
 
 class HtmlHooks:
@@ -39,6 +43,14 @@ class HtmlHooks:
         if metadata is not None:
             metadata["Run id"] = self.run.run_id
             metadata["Target"] = f"{self.run.profile.name} ({self.run.profile_path})"
+
+    def pytest_html_results_table_header(self, cells: list[str]) -> None:
+        # pytest-html's Result says "Passed" of a WARNING: this column says which it was.
+        cells.insert(1, '<th class="sortable" data-column-type="precheck">Precheck</th>')
+
+    def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list[str]) -> None:
+        status = html.escape(getattr(report, STATUS_ATTRIBUTE, ""))
+        cells.insert(1, f'<td class="col-precheck">{status}</td>')
 
     def pytest_html_report_title(self, report: Any) -> None:
         report.title = f"nexus-deploy run {self.run.run_id} on {self.run.profile.name}"

@@ -257,6 +257,14 @@ class DeploymentRun:
         )
         self.audit.close()
 
+    def identity(self) -> list[tuple[str, str]]:
+        """Which run this is, for the JUnit file: its id, target and audit log."""
+        return [
+            ("run_id", self.run_id),
+            ("target", f"{self.profile.name} ({self.profile_path})"),
+            ("audit_log", str(self.audit.path)),
+        ]
+
     def summary(self) -> list[tuple[str, str]]:
         """What the run decided, for the terminal, the JUnit properties and the HTML report."""
         if self.request is None:
