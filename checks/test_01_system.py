@@ -21,7 +21,9 @@ def test_system(host, target, record_property, prefetch):
     problems = []
     if system.os != target.system.os:
         problems.append(f"OS is {system.os}, the target expects {target.system.os}")
-    if not prefetch.result(host_facts.can_act_as_root, host):
+    as_root = prefetch.result(host_facts.can_act_as_root, host)
+    record_property("root_or_sudo", as_root)
+    if not as_root:
         problems.append(f"user {system.user} is not root and has no passwordless sudo")
     if missing:
         problems.append(f"required commands not found on PATH: {', '.join(missing)}")

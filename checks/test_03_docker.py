@@ -14,6 +14,8 @@ pytestmark = [pytest.mark.precheck("DOCKER"), pytest.mark.order(3)]
 
 def test_docker(host, target, record_property, prefetch):
     spec = target.docker
+    record_property("url", spec.url)
+    record_property("min_api_version", spec.min_api_version)
     problems = []
     try:
         engine = prefetch.result(docker_engine.probe_engine, spec.url, spec.ping_timeout_s)

@@ -17,7 +17,9 @@ def test_repository(host, target, record_property, prefetch):
     if not state.is_repository:
         no_problems([f"{spec.path} is not a git repository"])
     record_property("branch", state.branch)
+    record_property("expected_branch", spec.branch)
     record_property("head", state.head)
+    record_property("fsck", "clean" if state.fsck_ok else "damage")
     record_property("uncommitted", len(state.uncommitted))
 
     problems = []

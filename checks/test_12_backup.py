@@ -13,6 +13,8 @@ pytestmark = [pytest.mark.precheck("BACKUP"), pytest.mark.order(12)]
 def test_backup(host, target, record_property, prefetch):
     backup, audit = str(target.backup.dir), str(target.audit.dir)
     minimum = target.backup.min_free_gb
+    record_property("backup_dir", backup)
+    record_property("min_free_gb", minimum)
     problems = []
     if not prefetch.result(host_facts.is_directory, host, backup):
         problems.append(f"backup directory {backup} does not exist")

@@ -87,7 +87,12 @@ def test_measured_values_reach_audit_junit_and_html(run_suite):
     disk = run.event("PRECHECK_DISK").fields
     assert float(disk["free_gb:/var/lib/nexus-sandbox"]) > 0
     assert run.event("PRECHECK_DOCKER").fields["api_version"].startswith("1.")
-    assert run.event("PRECHECK_REPOSITORY").fields["branch"] == "main"
+    repository = run.event("PRECHECK_REPOSITORY").fields
+    assert (repository["branch"], repository["expected_branch"], repository["fsck"]) == (
+        "main", "main", "clean"
+    )  # fmt: skip
+    assert run.event("PRECHECK_SYSTEM").fields["root_or_sudo"] == "true"
+    assert run.event("PRECHECK_BACKUP").fields["min_free_gb"] == "1"
     assert int(run.event("PRECHECK_SECURITY").fields["days_left"]) > 30
 
     properties = run.cases["test_memory"]["properties"]
