@@ -16,6 +16,7 @@ def test_api(target, record_property, prefetch):
     for endpoint in spec.endpoints:
         url = endpoint.url + spec.health_path
         probe = prefetch.result(probe_health, url, spec.timeout_s, spec.ca_file)
+        record_property(f"{endpoint.name}_url", probe.url)
         record_property(f"{endpoint.name}_status", probe.status_code or "none")
         record_property(f"{endpoint.name}_latency_ms", round(probe.latency_ms, 1))
         if probe.ca_problem:

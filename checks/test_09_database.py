@@ -30,12 +30,14 @@ def test_database(target, record_property, prefetch):
             problems.append(f"container {spec.container} health is {container.health}")
 
     where = f"{spec.user}@{spec.host}:{spec.port}/{spec.dbname}"
+    record_property("connection", where)
     try:
         columns = prefetch.result(database.flag_table_check, spec)
     except psycopg.Error as exc:
+        record_property("connected", False)
         problems.append(f"cannot connect to {where}: {str(exc).strip()[:200]}")
     else:
-        record_property("connection", where)
+        record_property("connected", True)
         missing = [c for c in database.FLAG_COLUMNS if c not in columns]
         if not columns:
             problems.append(f"table {spec.flag_table} not found in {where}")
