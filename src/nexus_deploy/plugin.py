@@ -20,6 +20,12 @@ from nexus_deploy.startup import build_run
 from nexus_deploy.verdict import shorten_self_explaining
 
 RUN_KEY = pytest.StashKey[DeploymentRun]()
+STATUS_COLOURS: dict[Status | None, str] = {
+    Status.PASS: "green",
+    Status.WARNING: "yellow",
+    Status.FAIL: "red",
+    None: "bold",  # not run
+}
 PLUGIN_NAME = "nexus-deploy-run"
 
 
@@ -167,15 +173,8 @@ class RunHooks(ListingHooks):
         terminalreporter.section("nexus-deploy")
         for note in self.run.notes:
             terminalreporter.line(f"note: {note}", yellow=True)
-        for outcome in self.run.tally.outcomes.values():
-            line = f"{outcome.name:>15}: {outcome.status.value}"
-            colour = {Status.PASS: "green", Status.WARNING: "yellow", Status.FAIL: "red"}
-            terminalreporter.line(
-                line + (f" ({outcome.reason})" if outcome.reason else ""),
-                **{colour[outcome.status]: True},
-            )
-        if self.run.tally.not_run:
-            terminalreporter.line(f"{'not run':>15}: {', '.join(self.run.tally.not_run)}")
+        for line, status in self.run.tally.lines():
+            terminalreporter.line(line, **{STATUS_COLOURS[status]: True})
         for name, value in self.run.summary():
             terminalreporter.line(f"{name:>15}: {value}")
         for label, path in self.run.written():

@@ -70,6 +70,16 @@ class Tally:
     def count(self, status: Status) -> int:
         return sum(1 for outcome in self.outcomes.values() if outcome.status is status)
 
+    def lines(self) -> list[tuple[str, Status | None]]:
+        """A line per precheck for the terminal, with its status (None: those not run)."""
+        lines: list[tuple[str, Status | None]] = [
+            (f"{o.name:>15}: {o.status.value}" + (f" ({o.reason})" if o.reason else ""), o.status)
+            for o in self.outcomes.values()
+        ]
+        if self.not_run:
+            lines.append((f"{'not run':>15}: {', '.join(self.not_run)}", None))
+        return lines
+
     @property
     def not_run(self) -> list[str]:
         return [name for name in PRECHECK_NAMES if name not in self.outcomes]
