@@ -20,7 +20,7 @@ def test_security(host, target, record_property, prefetch, precheck_warning):
         served = prefetch.result(tls.served_endpoint, *endpoint)
     except OSError as exc:
         served = None
-        why = f"no TLS handshake within {timeout:g} s" if "timed out" in str(exc) else exc
+        why = f"no answer within {timeout:g} s" if "timed out" in str(exc) else exc
         problems.append(f"TLS endpoint {spec.tls_endpoint} unreachable: {why}")
     problems += certificate_problems(host, spec, served, record_property, prefetch)
     if served is not None:

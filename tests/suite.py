@@ -72,12 +72,19 @@ class SuiteRun:
         return matches[0]
 
 
+def unquoted(value: str) -> str:
+    """A field's value as written before quoting: a quoted one has \\" and \\\\ escaped."""
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return re.sub(r'\\(["\\])', r"\1", value[1:-1])
+    return value
+
+
 def parse_audit(path: Path) -> list[AuditEvent]:
     events = []
     for line in path.read_text(encoding="utf-8").splitlines():
         match = AUDIT_LINE.match(line)
         assert match, f"not an audit line: {line}"
-        fields = {k: v.strip('"') for k, v in FIELD.findall(match[3])}
+        fields = {key: unquoted(value) for key, value in FIELD.findall(match[3])}
         events.append(AuditEvent(match[2], fields))
     return events
 

@@ -90,6 +90,16 @@ def test_a_log_passed_off_under_another_name_breaks_at_its_first_line(log_file, 
     assert result.problems[0].startswith(f"{renamed}:1: chain broken at DEPLOYMENT_START")
 
 
+def test_a_key_with_a_space_stays_one_field(tmp_path):
+    # Figures are keyed by path (free_gb:/path, report:/path), and a path may hold a space.
+    audit = AuditLog(tmp_path / "a.log")
+    audit.write("PRECHECK_X", **{"report:/srv/old dir/a=b.md": "missing", "status": "FAIL"})
+    audit.close()
+    checked = verify(tmp_path / "a.log")
+    assert checked.intact
+    assert checked.last_fields == {"report:/srv/old_dir/a_b.md": "missing", "status": "FAIL"}
+
+
 def test_control_characters_cannot_split_an_event(tmp_path):
     audit = AuditLog(tmp_path / "a.log")
     audit.write("PRECHECK_X", status="FAIL", reason="line one\nline two\rthree\u2028four")

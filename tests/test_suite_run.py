@@ -137,6 +137,10 @@ def test_terminal_names_the_run_and_every_file_written(run_suite):
         ({"disk.nonsense": 1}, "disk.nonsense: Extra inputs are not permitted"),
         ({"database": DELETE}, "database: Field required"),
         ({"gateway.endpoints": [{"name": "x", "url": "ftp://h"}]}, "gateway.endpoints.0.url"),
+        (
+            {"gateway.endpoints": [{"name": "x", "url": "https://deploy:s3cret@h"}]},
+            "gateway.endpoints.0.url: Value error, a login in the URL is refused",
+        ),
     ],
 )
 def test_bad_profile_is_refused_before_any_check(run_suite, target_file, change, named):
@@ -150,6 +154,7 @@ def test_bad_profile_is_refused_before_any_check(run_suite, target_file, change,
     assert [e.event for e in refused] == ["DEPLOYMENT_START", "DEPLOYMENT_REFUSED",
                                           "DEPLOYMENT_COMPLETE"]  # fmt: skip
     assert named.split(":")[0] in refused[1].fields["reason"]
+    assert "s3cret" not in run.output + run.audit_files()[0].read_text(encoding="utf-8")
 
 
 def test_missing_profile_is_refused_naming_the_file(run_suite, tmp_path):

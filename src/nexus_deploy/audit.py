@@ -85,11 +85,16 @@ def _escaped(ch: str) -> str:
     return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
 
 
+def safe_key(key: str) -> str:
+    """``key`` as one word of the line: a path in it may hold a space, "=" or a quote."""
+    return re.sub(r'[\s="\\]', "_", key)
+
+
 def format_body(event: str, fields: dict[str, Value], now: dt.datetime) -> str:
     """The line without its sha: prefix, UTC timestamp, event and fields in the given order."""
     stamp = now.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
     parts = [f"[AUDIT] {stamp} {event}"]
-    parts += [f"{key}={format_value(key, value)}" for key, value in fields.items()]
+    parts += [f"{safe_key(key)}={format_value(key, value)}" for key, value in fields.items()]
     return " ".join(parts)
 
 

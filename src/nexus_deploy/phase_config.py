@@ -208,13 +208,18 @@ def load_one(path: Path, model: type[M]) -> M:
         raise ConfigError(path, errors[0][0], message) from None
 
 
+# pydantic errors whose message already says it all: no value (missing), the key itself
+# (extra), or our own validators' words, which name the value where it matters.
+MESSAGE_NAMES_INPUT = ("missing", "extra_forbidden", "value_error", "assertion_error", "too_short",
+                       "too_long")  # fmt: skip
+
+
 def with_input(error: ErrorDetails) -> str:
     """pydantic's message with the value it was given, as the file has it ("... got -3")."""
-    if error["type"] in ("missing", "extra_forbidden") or "input" not in error:
-        return str(error["msg"])  # nothing given, or the key itself is the problem
-    given = error["input"]
-    shown = repr(given) if len(repr(given)) <= 60 else repr(given)[:57] + "..."
-    return f"{error['msg']} (got {shown})"
+    if error["type"] in MESSAGE_NAMES_INPUT or "input" not in error:
+        return str(error["msg"])
+    shown = json.dumps(error["input"], default=str)  # as YAML would write it, near enough
+    return f"{error['msg']} (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
 
 
 def yaml_problem(exc: Exception) -> str:

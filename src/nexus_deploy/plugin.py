@@ -14,7 +14,7 @@ from _pytest.junitxml import xml_key
 from nexus_deploy import report_html, startup_gc
 from nexus_deploy.gate import activation_stage, split_activation
 from nexus_deploy.options import show_only, without_session
-from nexus_deploy.prechecks import PENDING_KEY, WARNINGS_KEY, Status
+from nexus_deploy.prechecks import PENDING_KEY, WARNINGS_KEY, Status, junit_status
 from nexus_deploy.run import DeploymentRun, outcome_of
 from nexus_deploy.startup import build_run
 from nexus_deploy.verdict import shorten_self_explaining
@@ -147,12 +147,11 @@ class RunHooks(ListingHooks):
             # Written when the item is over: an error in teardown still turns PASS into FAIL.
             final = outcome or item.stash[PENDING_KEY]
             self.run.record(final)
-            xml = item.config.stash.get(xml_key, None)
-            if xml is not None:  # before junitxml closes the testcase, at this report
-                testcase = xml.node_reporter(report)
-                testcase.add_property("precheck_status", final.status.value)
-                if final.reason:
-                    testcase.add_property("precheck_reason", final.reason)
+            # junitxml writes a teardown report's properties on the testcase it closes: the
+            # last one of the item, also when a teardown error opened a second.
+            report.user_properties += junit_status(final)
+            if outcome is not None:  # the teardown decided (an error): its HTML row says so
+                report_html.mark_status(report, final)
         return report
 
     @pytest.hookimpl(wrapper=True)

@@ -54,6 +54,12 @@ class Outcome:
     reason: str = ""
 
 
+def junit_status(outcome: Outcome) -> list[tuple[str, str]]:
+    """A precheck's status (and why, if not PASS) as JUnit properties of its testcase."""
+    reason = [("precheck_reason", outcome.reason)] if outcome.reason else []
+    return [("precheck_status", outcome.status.value), *reason]
+
+
 # The outcome a precheck's setup or call settled, recorded once its teardown is done.
 PENDING_KEY = pytest.StashKey[Outcome]()
 

@@ -104,6 +104,9 @@ class Endpoint(_Model):
     def _http_url(cls, url: str) -> str:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        if "@" in url.split("://", 1)[1].split("/", 1)[0]:
+            # It would be written wherever the URL is: terminal, reports, audit log.
+            raise ValueError("a login in the URL is refused (user@ or user:password@)")
         return url.rstrip("/")
 
 

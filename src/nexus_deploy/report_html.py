@@ -29,7 +29,12 @@ def attach_outcome(report: pytest.TestReport, outcome: Outcome) -> None:
     )
     # TestReport declares no ``extras``; pytest-html reads it from the report all the same.
     setattr(report, "extras", [*getattr(report, "extras", []), extras.html(table)])  # noqa: B010
-    setattr(report, STATUS_ATTRIBUTE, outcome.status.value)  # for the Precheck column
+    mark_status(report, outcome)
+
+
+def mark_status(report: pytest.TestReport, outcome: Outcome) -> None:
+    """The precheck's status in the Precheck column of this report's row."""
+    setattr(report, STATUS_ATTRIBUTE, outcome.status.value)
 
 
 class HtmlHooks:
