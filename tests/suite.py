@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nexus_deploy.audit import parse_fields
 from nexus_deploy.prechecks import PRECHECK_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,7 +21,6 @@ CHECK_FILES = {
     for number, name in enumerate(PRECHECK_NAMES, start=1)
 }
 AUDIT_LINE = re.compile(r"^\[AUDIT\] (\S+ \S+) ([A-Z0-9_]+)(.*) sha=[0-9a-f]{16}$")
-FIELD = re.compile(r'(\S+?)=("(?:[^"\\]|\\.)*"|\S+)')
 
 
 @dataclass
@@ -45,13 +45,7 @@ class SuiteRun:
 
     def global_properties(self) -> dict[str, str]:
         """The <properties> of the JUnit testsuite itself (not of a testcase)."""
-        root = ET.parse(self.run_dir / "junit.xml").getroot()
-        suite = root if root.tag == "testsuite" else root.find("testsuite")
-        assert suite is not None, "no testsuite in junit.xml"
-        properties = suite.find("properties")
-        if properties is None:
-            return {}
-        return {p.get("name", ""): p.get("value", "") for p in properties.iter("property")}
+        return dict(junit_global_properties(self.run_dir / "junit.xml"))
 
     def audit_files(self, prefix: str = "precheck-") -> list[Path]:
         # A log in a run folder is also reachable through reports/latest: count each file once.
@@ -72,11 +66,16 @@ class SuiteRun:
         return matches[0]
 
 
-def unquoted(value: str) -> str:
-    """A field's value as written before quoting: a quoted one has \\" and \\\\ escaped."""
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        return re.sub(r'\\(["\\])', r"\1", value[1:-1])
-    return value
+def junit_global_properties(path: Path) -> list[tuple[str, str]]:
+    """The <properties> of a JUnit file's testsuite itself (not of a testcase), in order: a
+    name may come several times ("change")."""
+    root = ET.parse(path).getroot()
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    assert suite is not None, f"no testsuite in {path}"
+    properties = suite.find("properties")
+    if properties is None:
+        return []
+    return [(p.get("name", ""), p.get("value", "")) for p in properties.findall("property")]
 
 
 def parse_audit(path: Path) -> list[AuditEvent]:
@@ -84,7 +83,7 @@ def parse_audit(path: Path) -> list[AuditEvent]:
     for line in path.read_text(encoding="utf-8").splitlines():
         match = AUDIT_LINE.match(line)
         assert match, f"not an audit line: {line}"
-        fields = {key: unquoted(value) for key, value in FIELD.findall(match[3])}
+        fields = parse_fields(match[3])
         events.append(AuditEvent(match[2], fields))
     return events
 

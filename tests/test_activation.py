@@ -14,7 +14,6 @@ import os
 import re
 import subprocess
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from suite import REPO, SuiteRun, flag_rows, free_port, parse_audit
+from suite import REPO, SuiteRun, flag_rows, free_port, junit_global_properties, parse_audit
 
 from nexus_deploy.prechecks import PRECHECK_NAMES
 
@@ -140,15 +139,6 @@ def audit_verify(*paths: Path) -> str:
 
 def sandbox_password() -> str:
     return PGPASS.read_text(encoding="utf-8").splitlines()[0].rsplit(":", 1)[1]
-
-
-def junit_global_properties(path: Path) -> list[tuple[str, str]]:
-    suite = ET.parse(path).getroot().find("testsuite")
-    assert suite is not None
-    properties = suite.find("properties")
-    if properties is None:
-        return []
-    return [(p.get("name", ""), p.get("value", "")) for p in properties.findall("property")]
 
 
 def set_rows(

@@ -86,8 +86,9 @@ def _escaped(ch: str) -> str:
 
 
 def safe_key(key: str) -> str:
-    """``key`` as one word of the line: a path in it may hold a space, "=" or a quote."""
-    return re.sub(r'[\s="\\]', "_", key)
+    """``key`` as one word of the line: a path in it may hold a space, "=" or a quote (what a
+    value is quoted for, a key cannot be)."""
+    return _NEEDS_QUOTES.sub("_", key)
 
 
 def format_body(event: str, fields: dict[str, Value], now: dt.datetime) -> str:
