@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 pytest_plugins = [
-    "nexus_deploy.plugin",
+    "nexus_deploy.suite.plugin",
     "fixtures.target",
     "fixtures.host",
     "fixtures.deployment",

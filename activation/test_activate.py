@@ -1,18 +1,18 @@
-"""Activation: plan, then apply and verify; runs only after all twelve prechecks passed.
+"""Activation: plan, then apply and verify; runs only after every precheck passed.
 
 The plugin keeps these out of a run that has no --activate, that deselected a precheck, or
-whose prechecks failed; --plan keeps the apply test out.
+whose prechecks failed; --plan keeps the apply test out. It also orders them after the
+prechecks (see nexus_deploy.suite.gate.run_order).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from nexus_deploy.verdict import refusal_fails
+from nexus_deploy.suite.verdict import refusal_fails
 
 
 @pytest.mark.activation("plan")
-@pytest.mark.order(13)
 def test_plan(deployment, record_property):
     with refusal_fails():
         changes = deployment.make_plan()
@@ -21,9 +21,8 @@ def test_plan(deployment, record_property):
 
 
 @pytest.mark.activation("apply")
-@pytest.mark.order(14)
 def test_apply_and_verify(deployment, record_property):
     with refusal_fails():  # apply refuses unless the plan was made and the guard cleared it
         deployment.apply()
         deployment.verify()
-    record_property("committed", deployment.outcome.committed)
+    record_property("committed", deployment.progress.committed)

@@ -1,13 +1,24 @@
-"""Precheck 1, SYSTEM: the OS, root or passwordless sudo, and the commands the deployment uses."""
+"""SYSTEM: the OS, root or passwordless sudo, and the commands the deployment uses."""
 
 from __future__ import annotations
 
 import pytest
 
 from nexus_deploy.facts import host as host_facts
-from nexus_deploy.verdict import no_problems
+from nexus_deploy.suite.prefetch import Wanted
+from nexus_deploy.suite.verdict import no_problems
 
-pytestmark = [pytest.mark.precheck("SYSTEM"), pytest.mark.order(1)]
+pytestmark = pytest.mark.precheck
+
+
+def wanted_facts(target, config_dir):
+    return Wanted(
+        on_host=[
+            (host_facts.system_identity, ()),
+            (host_facts.missing_commands, (target.system.required_commands,)),
+            (host_facts.can_act_as_root, ()),
+        ]
+    )
 
 
 def test_system(host, target, record_property, prefetch):

@@ -1,13 +1,18 @@
-"""Precheck 2, SERVICES: docker and nginx running, as the host's own service manager reports."""
+"""SERVICES: docker and nginx running, as the host's own service manager reports."""
 
 from __future__ import annotations
 
 import pytest
 
 from nexus_deploy.facts import host as host_facts
-from nexus_deploy.verdict import no_problems
+from nexus_deploy.suite.prefetch import Wanted
+from nexus_deploy.suite.verdict import no_problems
 
-pytestmark = [pytest.mark.precheck("SERVICES"), pytest.mark.order(2)]
+pytestmark = pytest.mark.precheck
+
+
+def wanted_facts(target, config_dir):
+    return Wanted(on_host=[(host_facts.service_running, (name,)) for name in target.services])
 
 
 def test_services(host, target, record_property, prefetch):

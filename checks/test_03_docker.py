@@ -1,4 +1,4 @@
-"""Precheck 3, DOCKER: the daemon answers within a bound, its API is new enough, Compose exists."""
+"""DOCKER: the daemon answers within a bound, its API is new enough, Compose exists."""
 
 from __future__ import annotations
 
@@ -7,9 +7,19 @@ import pytest
 
 from nexus_deploy.facts import docker_engine
 from nexus_deploy.facts import host as host_facts
-from nexus_deploy.verdict import no_problems
+from nexus_deploy.suite.prefetch import Wanted
+from nexus_deploy.suite.verdict import no_problems
 
-pytestmark = [pytest.mark.precheck("DOCKER"), pytest.mark.order(3)]
+pytestmark = pytest.mark.precheck
+
+
+def wanted_facts(target, config_dir):
+    spec = target.docker
+    return Wanted(
+        from_deployer=[(docker_engine.probe_engine, (spec.url, spec.ping_timeout_s))],
+        # Already started while pytest imported the suite (prefetch.start_early) on this host.
+        on_host=[(host_facts.compose_version, (c,)) for c in host_facts.COMPOSE_COMMANDS],
+    )
 
 
 def test_docker(host, target, record_property, prefetch):

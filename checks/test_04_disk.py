@@ -1,13 +1,18 @@
-"""Precheck 4, DISK: enough free space on every path the deployment and the platform write to."""
+"""DISK: enough free space on every path the deployment and the platform write to."""
 
 from __future__ import annotations
 
 import pytest
 
 from nexus_deploy.facts import host as host_facts
-from nexus_deploy.verdict import no_problems
+from nexus_deploy.suite.prefetch import Wanted
+from nexus_deploy.suite.verdict import no_problems
 
-pytestmark = [pytest.mark.precheck("DISK"), pytest.mark.order(4)]
+pytestmark = pytest.mark.precheck
+
+
+def wanted_facts(target, config_dir):
+    return Wanted(on_host=[(host_facts.free_gb, (str(path),)) for path in target.disk.paths])
 
 
 def test_disk(host, target, record_property, prefetch):

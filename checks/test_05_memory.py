@@ -1,12 +1,17 @@
-"""Precheck 5, MEMORY: enough available memory; too little is a WARNING, never a failure."""
+"""MEMORY: enough available memory; too little is a WARNING, never a failure."""
 
 from __future__ import annotations
 
 import pytest
 
 from nexus_deploy.facts import host as host_facts
+from nexus_deploy.suite.prefetch import Wanted
 
-pytestmark = [pytest.mark.precheck("MEMORY"), pytest.mark.order(5)]
+pytestmark = pytest.mark.precheck
+
+
+def wanted_facts(target, config_dir):
+    return Wanted(on_host=[(host_facts.available_memory_gb, ())])
 
 
 def test_memory(host, target, record_property, precheck_warning, prefetch):

@@ -1,13 +1,18 @@
-"""Precheck 6, REPOSITORY: the platform checkout is intact, on its branch, nothing uncommitted."""
+"""REPOSITORY: the platform checkout is intact, on its branch, nothing uncommitted."""
 
 from __future__ import annotations
 
 import pytest
 
 from nexus_deploy.facts.git import repository_state
-from nexus_deploy.verdict import no_problems
+from nexus_deploy.suite.prefetch import Wanted
+from nexus_deploy.suite.verdict import no_problems
 
-pytestmark = [pytest.mark.precheck("REPOSITORY"), pytest.mark.order(6)]
+pytestmark = pytest.mark.precheck
+
+
+def wanted_facts(target, config_dir):
+    return Wanted(on_host=[(repository_state, (str(target.repository.path),))])
 
 
 def test_repository(host, target, record_property, prefetch):

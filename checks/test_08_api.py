@@ -1,13 +1,20 @@
-"""Precheck 8, API: every gateway health endpoint answers ok, directly and through nginx."""
+"""API: every gateway health endpoint answers ok, directly and through nginx."""
 
 from __future__ import annotations
 
 import pytest
 
 from nexus_deploy.facts.http import probe_health
-from nexus_deploy.verdict import no_problems
+from nexus_deploy.suite.prefetch import Wanted
+from nexus_deploy.suite.verdict import no_problems
 
-pytestmark = [pytest.mark.precheck("API"), pytest.mark.order(8)]
+pytestmark = pytest.mark.precheck
+
+
+def wanted_facts(target, config_dir):
+    spec = target.gateway
+    health = [(e.url + spec.health_path, spec.timeout_s, spec.ca_file) for e in spec.endpoints]
+    return Wanted(from_deployer=[(probe_health, args) for args in health])
 
 
 def test_api(target, record_property, prefetch):

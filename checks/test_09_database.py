@@ -1,4 +1,4 @@
-"""Precheck 9, DATABASE: the PostgreSQL container is healthy, answers, and holds the flag table."""
+"""DATABASE: the PostgreSQL container is healthy, answers, and holds the flag table."""
 
 from __future__ import annotations
 
@@ -7,9 +7,21 @@ import psycopg
 import pytest
 
 from nexus_deploy.facts import database, docker_engine
-from nexus_deploy.verdict import no_problems
+from nexus_deploy.suite.prefetch import Wanted
+from nexus_deploy.suite.verdict import no_problems
 
-pytestmark = [pytest.mark.precheck("DATABASE"), pytest.mark.order(9)]
+pytestmark = pytest.mark.precheck
+
+
+def wanted_facts(target, config_dir):
+    spec, engine = target.database, target.docker
+    container = (engine.url, engine.ping_timeout_s, spec.container)
+    return Wanted(
+        from_deployer=[
+            (docker_engine.inspect_container, container),
+            (database.flag_table_check, (spec,)),
+        ]
+    )
 
 
 def test_database(target, record_property, prefetch):

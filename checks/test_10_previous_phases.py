@@ -1,13 +1,20 @@
-"""Precheck 10, PREVIOUS_PHASES: the phase 1 and 2 audit reports exist and state completion."""
+"""PREVIOUS_PHASES: the phase 1 and 2 audit reports exist and state completion."""
 
 from __future__ import annotations
 
 import pytest
 
 from nexus_deploy.facts import host as host_facts
-from nexus_deploy.verdict import no_problems
+from nexus_deploy.suite.prefetch import Wanted
+from nexus_deploy.suite.verdict import no_problems
 
-pytestmark = [pytest.mark.precheck("PREVIOUS_PHASES"), pytest.mark.order(10)]
+pytestmark = pytest.mark.precheck
+
+
+def wanted_facts(target, config_dir):
+    spec = target.previous_phases
+    reports = [(str(report), spec.completion_marker) for report in spec.reports]
+    return Wanted(on_host=[(host_facts.report_state, args) for args in reports])
 
 
 def test_previous_phases(host, target, record_property, prefetch):

@@ -1,4 +1,4 @@
-"""Precheck 11, SECURITY: a valid certificate that matches its key and host, served live, and
+"""SECURITY: a valid certificate that matches its key and host, served live, and
 nginx configured without legacy TLS and without announcing its version."""
 
 from __future__ import annotations
@@ -6,9 +6,22 @@ from __future__ import annotations
 import pytest
 
 from nexus_deploy.facts import nginx, tls
-from nexus_deploy.verdict import no_problems
+from nexus_deploy.suite.prefetch import Wanted
+from nexus_deploy.suite.verdict import no_problems
 
-pytestmark = [pytest.mark.precheck("SECURITY"), pytest.mark.order(11)]
+pytestmark = pytest.mark.precheck
+
+
+def wanted_facts(target, config_dir):
+    spec = target.security
+    endpoint = (spec.tls_endpoint, spec.hostname, target.gateway.timeout_s)
+    return Wanted(
+        from_deployer=[(tls.served_endpoint, endpoint), (tls.legacy_versions_accepted, endpoint)],
+        on_host=[
+            (tls.read_certificate, (str(spec.certificate), str(spec.key), spec.hostname)),
+            (nginx.read_config, (str(spec.nginx_config),)),
+        ],
+    )
 
 
 def test_security(host, target, record_property, prefetch, precheck_warning):

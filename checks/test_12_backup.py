@@ -1,13 +1,27 @@
-"""Precheck 12, BACKUP: the backup directory is writable with room; the audit directory too."""
+"""BACKUP: the backup directory is writable with room; the audit directory too."""
 
 from __future__ import annotations
 
 import pytest
 
 from nexus_deploy.facts import host as host_facts
-from nexus_deploy.verdict import no_problems
+from nexus_deploy.suite.prefetch import Wanted
+from nexus_deploy.suite.verdict import no_problems
 
-pytestmark = [pytest.mark.precheck("BACKUP"), pytest.mark.order(12)]
+pytestmark = pytest.mark.precheck
+
+
+def wanted_facts(target, config_dir):
+    backup, audit = str(target.backup.dir), str(target.audit.dir)
+    return Wanted(
+        on_host=[
+            (host_facts.is_directory, (backup,)),
+            (host_facts.is_writable_dir, (backup,)),
+            (host_facts.free_gb, (backup,)),
+            (host_facts.is_directory, (audit,)),
+            (host_facts.is_writable_dir, (audit,)),
+        ]
+    )
 
 
 def test_backup(host, target, record_property, prefetch):

@@ -16,6 +16,8 @@ import requests
 import yaml
 from suite import CHECK_FILES, REPO, SANDBOX_PROFILE, SuiteRun, parse_junit, set_dotted
 
+pytest_plugins = ["pytester"]  # copies of the deployment suite (test_structure.py)
+
 
 @pytest.fixture(scope="session")
 def sandbox_up() -> None:
@@ -154,7 +156,7 @@ LOCK_HOLDER = """
 import sys, time
 from pathlib import Path
 import psycopg
-from nexus_deploy.lock import ADVISORY_KEY, DeploymentLock
+from nexus_deploy.change.lock import ADVISORY_KEY, DeploymentLock
 connection = psycopg.connect(
     host="127.0.0.1", port=55432, dbname="nexus", user="nexus",
     passfile="/var/lib/nexus-sandbox/pgpass", autocommit=True,

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from nexus_deploy.audit import parse_fields
-from nexus_deploy.prechecks import PRECHECK_NAMES
+from nexus_deploy.suite.prechecks import catalogue
 
 REPO = Path(__file__).resolve().parents[1]
 SANDBOX_PROFILE = REPO / "pfs" / "targets" / "sandbox.yaml"
+# Every precheck of the suite, in order: the files of checks/ (nexus_deploy.suite.prechecks).
+PRECHECK_NAMES = catalogue(REPO / "checks")
 # The file of each precheck in checks/, by its name.
 CHECK_FILES = {
     name: f"checks/test_{number:02d}_{name.lower()}.py"

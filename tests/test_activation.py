@@ -22,9 +22,15 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from suite import REPO, SuiteRun, flag_rows, free_port, junit_global_properties, parse_audit
-
-from nexus_deploy.prechecks import PRECHECK_NAMES
+from suite import (
+    PRECHECK_NAMES,
+    REPO,
+    SuiteRun,
+    flag_rows,
+    free_port,
+    junit_global_properties,
+    parse_audit,
+)
 
 pytestmark = pytest.mark.usefixtures("sandbox_up")
 

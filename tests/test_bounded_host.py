@@ -18,7 +18,7 @@ import pytest
 import testinfra
 from faults import closed_port, descendants, ended, ssh_files, ssh_server, sshd, stopped
 
-from nexus_deploy.bounded_host import (
+from nexus_deploy.facts.bounded_host import (
     KILL_AFTER_S,
     HostCommandError,
     HostCommandTimeout,

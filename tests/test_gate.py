@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from suite import REPO, AuditEvent, SuiteRun, flag_rows, parse_audit
+from suite import PRECHECK_NAMES, REPO, AuditEvent, SuiteRun, flag_rows, parse_audit
 
-from nexus_deploy.phase_config import load_phase_configs, marketplace_flags
-from nexus_deploy.prechecks import PRECHECK_NAMES
+from nexus_deploy.phases.marketplace import PHASE as MARKETPLACE
+from nexus_deploy.phases.marketplace import marketplace_flags
 
 pytestmark = pytest.mark.usefixtures("sandbox_up")
 
@@ -91,7 +91,7 @@ def phase_flags(connection: Any) -> dict[str, Any]:
 
 
 def step_1_flags() -> dict[str, Any]:
-    return dict(marketplace_flags(load_phase_configs(REPO / "pfs"), 1))
+    return dict(marketplace_flags(MARKETPLACE.load(REPO / "pfs"), 1))
 
 
 # --- the gate stays shut --------------------------------------------------------------------
@@ -367,7 +367,7 @@ HOLDER = """
 import sys, time
 from pathlib import Path
 import psycopg
-from nexus_deploy.lock import DeploymentLock
+from nexus_deploy.change.lock import DeploymentLock
 
 lock_file, hold_s, contender_dir = Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 connection = psycopg.connect(

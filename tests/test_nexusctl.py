@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from suite import REPO, flag_rows, parse_audit
 
-from nexus_deploy.phase_config import load_phase_configs, marketplace_flags
+from nexus_deploy.phases.marketplace import PHASE as MARKETPLACE
+from nexus_deploy.phases.marketplace import marketplace_flags
 
 pytestmark = pytest.mark.usefixtures("sandbox_up")
 
@@ -55,7 +56,7 @@ def phase_flags(connection: Any) -> dict[str, Any]:
 
 
 def step_flags(step: int) -> dict[str, Any]:
-    return dict(marketplace_flags(load_phase_configs(REPO / "pfs"), step))
+    return dict(marketplace_flags(MARKETPLACE.load(REPO / "pfs"), step))
 
 
 def assert_untouched(before: list[Any], after: list[Any], log: Path) -> None:

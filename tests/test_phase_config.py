@@ -12,22 +12,21 @@ from typing import Any
 import pytest
 import yaml
 
-from nexus_deploy.phase_config import (
-    PHASE_CONFIG_FILES,
-    ConfigError,
+from nexus_deploy.phases import PhaseConfigs, config_files, load_phase_configs
+from nexus_deploy.phases import launch as launch_phase
+from nexus_deploy.phases import marketplace as marketplace_phase
+from nexus_deploy.phases.base import ConfigError, load_one
+from nexus_deploy.phases.launch import launch_flags, launch_prerequisites
+from nexus_deploy.phases.marketplace import (
     MarketplaceConfig,
-    PhaseConfigs,
-    launch_flags,
-    launch_prerequisites,
-    load_one,
-    load_phase_configs,
     marketplace_flags,
     soak_days,
     step_count,
 )
 
 SHIPPED = Path(__file__).resolve().parents[1] / "pfs"
-MARKET, LAUNCH, TRANSITION, JURISDICTIONS = PHASE_CONFIG_FILES
+MARKET, LAUNCH, TRANSITION, JURISDICTIONS = config_files()
+MARKET_PHASE, LAUNCH_PHASE = marketplace_phase.PHASE.name, launch_phase.PHASE.name
 
 Change = Callable[[dict[str, Any]], None]
 
@@ -37,7 +36,7 @@ def pfs(tmp_path: Path) -> Path:
     """A copy of the shipped phase configs that a test may break."""
     target = tmp_path / "pfs"
     target.mkdir()
-    for name in PHASE_CONFIG_FILES:
+    for name in config_files():
         shutil.copy(SHIPPED / name, target / name)
     return target
 
@@ -110,10 +109,10 @@ def duplicate_jurisdiction(data: dict[str, Any]) -> None:
 
 
 def test_shipped_configs_load_and_pass_joint_rules(configs: PhaseConfigs) -> None:
-    assert step_count(configs) == 4
-    assert soak_days(configs) == 7
-    assert configs.marketplace.currency.name == "NexCoin"
-    assert configs.launch.marketing_channels == ["email", "social", "partners"]
+    assert step_count(configs[MARKET_PHASE]) == 4
+    assert soak_days(configs[MARKET_PHASE]) == 7
+    assert configs[MARKET_PHASE].currency.name == "NexCoin"
+    assert configs[LAUNCH_PHASE].launch.marketing_channels == ["email", "social", "partners"]
 
 
 def test_config_error_names_file_and_field() -> None:
@@ -208,7 +207,7 @@ def test_global_launch_leaving_a_feature_out_requires_global_mode_to_match(pfs: 
     message = refused(pfs, TRANSITION, "global.launch.seo")
     assert "omits" in message
     edit(pfs, TRANSITION, put("global", "launch.seo", value=False))
-    assert launch_flags(load_phase_configs(pfs), "global")["launch.seo"] is False
+    assert launch_flags(load_phase_configs(pfs)[LAUNCH_PHASE], "global")["launch.seo"] is False
 
 
 def test_every_violation_is_reported(pfs: Path) -> None:
@@ -284,7 +283,9 @@ def test_load_one_reports_first_field_and_all_errors(tmp_path: Path) -> None:
 
 
 def test_marketplace_flags_open_step_by_step(configs: PhaseConfigs) -> None:
-    flags: list[dict[str, Any]] = [marketplace_flags(configs, step) for step in range(5)]
+    flags: list[dict[str, Any]] = [
+        marketplace_flags(configs[MARKET_PHASE], step) for step in range(5)
+    ]
     assert {frozenset(f) for f in flags} == {frozenset(flags[0])}
     assert all(key.startswith("marketplace.") for key in flags[0])
     json.dumps(flags)
@@ -305,24 +306,27 @@ def test_marketplace_flags_open_step_by_step(configs: PhaseConfigs) -> None:
 
 
 def test_marketplace_step_zero_closes_everything(configs: PhaseConfigs) -> None:
-    off = marketplace_flags(configs, 0)
+    off = marketplace_flags(configs[MARKET_PHASE], 0)
     assert off["marketplace.enabled"] is False
     assert off["marketplace.cohorts"] == []
     assert off["marketplace.trading_types"] == []
     assert off["marketplace.daily_limits"] == {}
     # restrictions stay in force while the market is closed
-    assert off["marketplace.safety"] == marketplace_flags(configs, 4)["marketplace.safety"]
+    assert (
+        off["marketplace.safety"]
+        == marketplace_flags(configs[MARKET_PHASE], 4)["marketplace.safety"]
+    )
 
 
 @pytest.mark.parametrize("step", [-1, 5])
 def test_marketplace_step_out_of_range(configs: PhaseConfigs, step: int) -> None:
     with pytest.raises(ValueError, match=r"valid steps are 0\.\.4"):
-        marketplace_flags(configs, step)
+        marketplace_flags(configs[MARKET_PHASE], step)
 
 
 def test_launch_flags_global_and_founder(configs: PhaseConfigs) -> None:
-    on: dict[str, Any] = launch_flags(configs, "global")
-    off: dict[str, Any] = launch_flags(configs, "founder")
+    on: dict[str, Any] = launch_flags(configs[LAUNCH_PHASE], "global")
+    off: dict[str, Any] = launch_flags(configs[LAUNCH_PHASE], "founder")
     assert set(on) == set(off)
     assert all(key.startswith("launch.") for key in on)
     json.dumps([on, off])
@@ -339,13 +343,13 @@ def test_launch_flags_global_and_founder(configs: PhaseConfigs) -> None:
 
 
 def test_prerequisites_met_by_full_marketplace(configs: PhaseConfigs) -> None:
-    current = {**marketplace_flags(configs, 4), "launch.mode": "founder"}
-    assert [p.unmet(current) for p in launch_prerequisites(configs)] == [None, None]
+    current = {**marketplace_flags(configs[MARKET_PHASE], 4), "launch.mode": "founder"}
+    assert [p.unmet(current) for p in launch_prerequisites(configs[LAUNCH_PHASE])] == [None, None]
 
 
 def test_prerequisites_unmet_name_flag_required_and_current(configs: PhaseConfigs) -> None:
-    prerequisites = launch_prerequisites(configs)
-    unmet = [p.unmet(marketplace_flags(configs, 3)) for p in prerequisites]
+    prerequisites = launch_prerequisites(configs[LAUNCH_PHASE])
+    unmet = [p.unmet(marketplace_flags(configs[MARKET_PHASE], 3)) for p in prerequisites]
     assert unmet == [None, "marketplace.step is 3; global mode needs 4"]
     assert [p.unmet({}) for p in prerequisites] == [
         "marketplace.enabled is not set; global mode needs true",

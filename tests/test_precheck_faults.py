@@ -42,9 +42,7 @@ from faults import (
     version_banner_nginx,
     write_certificate,
 )
-from suite import CHECK_FILES, REPO, AuditEvent, SuiteRun, parse_audit
-
-from nexus_deploy.prechecks import PRECHECK_NAMES
+from suite import CHECK_FILES, PRECHECK_NAMES, REPO, AuditEvent, SuiteRun, parse_audit
 
 pytestmark = pytest.mark.usefixtures("sandbox_up")
 

@@ -17,8 +17,8 @@ import pytest
 from suite import CHECK_FILES, REPO, SuiteRun
 from test_precheck_faults import assert_red, audit_event
 
-from nexus_deploy.profile import load_profile
-from nexus_deploy.verify import problems_at, wait_until_visible
+from nexus_deploy.change.verify import problems_at, wait_until_visible
+from nexus_deploy.config.profile import load_profile
 
 pytestmark = pytest.mark.usefixtures("sandbox_up")
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import threading
 from pathlib import Path
+from types import ModuleType
 
 import pytest
-from suite import REPO
+from suite import CHECK_FILES, REPO
 
-from nexus_deploy.bounded_host import bounded_host
-from nexus_deploy.prechecks import PRECHECK_NAMES
-from nexus_deploy.prefetch import Prefetch
-from nexus_deploy.probes import deployer_calls, host_calls, start_probes
-from nexus_deploy.profile import load_profile
+from nexus_deploy.config.profile import load_profile
+from nexus_deploy.facts.bounded_host import bounded_host
+from nexus_deploy.suite.prefetch import Prefetch, Wanted, start_wanted
 
 
 class Counter:
@@ -66,7 +66,7 @@ def test_an_exception_in_the_background_is_raised_where_the_answer_is_asked_for(
 REPORTER = """
 import json, os
 from pathlib import Path
-from nexus_deploy.plugin import RUN_KEY
+from nexus_deploy.suite.plugin import RUN_KEY
 
 running_at_first_test = None
 
@@ -91,7 +91,7 @@ def pytest_unconfigure(config):
 def test_the_prechecks_ask_for_exactly_the_calls_started_and_all_have_ended_before_them(
     run_suite, tmp_path: Path
 ):
-    """nexus_deploy.probes lists each precheck's calls as the precheck makes them: on the
+    """Each precheck declares its calls (wanted_facts) as it makes them: on the
     healthy sandbox, where every check reads every fact, none is left unasked and none is made
     on the spot; and none is still running when the first test starts (the barrier)."""
     (tmp_path / "prefetch_reporter.py").write_text(REPORTER, encoding="utf-8")
@@ -115,24 +115,46 @@ def test_the_prechecks_ask_for_exactly_the_calls_started_and_all_have_ended_befo
     assert found["started"] == len(listed_calls()), found  # each listed call once, no more
 
 
-def listed_calls() -> set[tuple[object, ...]]:
-    """Every call nexus_deploy.probes lists for the twelve prechecks on the sandbox profile,
-    each once (the early Compose calls are among them)."""
+def check_modules() -> dict[str, ModuleType]:
+    """Each precheck module of checks/, imported as pytest would, by its name."""
+    modules = {}
+    for name, file in CHECK_FILES.items():
+        spec = importlib.util.spec_from_file_location(f"_check_{name.lower()}", REPO / file)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        modules[name] = module
+    return modules
+
+
+def declared_calls(name: str, module: ModuleType) -> list[tuple[object, ...]]:
+    """The calls one precheck declares (wanted_facts) on the sandbox profile, host calls with
+    the host the run uses."""
     profile = load_profile(REPO / "pfs" / "targets" / "sandbox.yaml")
     host = bounded_host(profile.host, profile.command_timeout_s)
+    wanted: Wanted = module.wanted_facts(profile, REPO / "pfs")
+    return [(call, *args) for call, args in wanted.from_deployer] + [
+        (call, host, *args) for call, args in wanted.on_host
+    ]
+
+
+def listed_calls() -> set[tuple[object, ...]]:
+    """Every call the twelve prechecks declare on the sandbox profile, each once (the early
+    Compose calls are among them)."""
     return {
-        (call, *args)
-        for name in PRECHECK_NAMES
-        for call, args in deployer_calls(name, profile, REPO / "pfs")
-        + host_calls(name, profile, host)
+        call for name, module in check_modules().items() for call in declared_calls(name, module)
     }
 
 
-def test_every_precheck_has_calls_listed_and_an_unknown_name_is_refused():
+def test_every_precheck_declares_its_calls_and_a_module_without_any_starts_none(tmp_path: Path):
+    for name, module in check_modules().items():
+        assert declared_calls(name, module), f"{name}: no call declared"
     profile = load_profile(REPO / "pfs" / "targets" / "sandbox.yaml")
-    host = bounded_host(profile.host, profile.command_timeout_s)
-    for name in PRECHECK_NAMES:
-        calls = deployer_calls(name, profile, REPO / "pfs") + host_calls(name, profile, host)
-        assert calls, f"{name}: no call listed"
-    with pytest.raises(ValueError, match="no precheck is named 'SECURTY'"):
-        start_probes(Prefetch(), ["SECURTY"], profile, REPO / "pfs")
+
+    class Item:  # a collected precheck whose module declares nothing
+        module = ModuleType("test_13_quiet")
+
+    prefetch = Prefetch()
+    start_wanted(prefetch, [Item()], profile, REPO / "pfs")  # type: ignore[list-item]
+    prefetch.close()
+    assert prefetch.started_count == 0

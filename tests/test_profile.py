@@ -9,9 +9,8 @@ import pytest
 import yaml
 from suite import REPO
 
-from nexus_deploy.bounded_host import DEFAULT_COMMAND_TIMEOUT_S
-from nexus_deploy.profile import ProfileError, load_profile
-from nexus_deploy.targets import resolve_target_path
+from nexus_deploy.config.profile import ProfileError, load_profile
+from nexus_deploy.config.targets import DEFAULT_COMMAND_TIMEOUT_S, resolve_target_path
 
 
 @pytest.mark.parametrize("name", ["sandbox", "production"])

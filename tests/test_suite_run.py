@@ -7,10 +7,9 @@ import socket
 
 import pytest
 from faults import git, git_repository, read_only_bind
-from suite import DELETE
+from suite import DELETE, PRECHECK_NAMES
 
 from nexus_deploy.audit import verify
-from nexus_deploy.prechecks import PRECHECK_NAMES
 
 pytestmark = pytest.mark.usefixtures("sandbox_up")
 

@@ -19,12 +19,13 @@ from pathlib import Path
 
 import psycopg
 
-from nexus_deploy import audit
-from nexus_deploy.facts import database
-from nexus_deploy.flags import decoded, read_rows, to_json
-from nexus_deploy.lock import holder_of
-from nexus_deploy.profile import ProfileError, TargetProfile, load_profile
-from nexus_deploy.targets import resolve_target_path
+from nexus_deploy import audit, db, phases
+from nexus_deploy.change.flags import decoded, read_rows
+from nexus_deploy.change.lock import holder_of
+from nexus_deploy.config.profile import ProfileError, TargetProfile, load_profile
+from nexus_deploy.config.targets import resolve_target_path
+from nexus_deploy.phases.base import SuiteArguments
+from nexus_deploy.values import to_json
 
 ROOT_ENV_VAR = "NEXUS_DEPLOY_ROOT"
 
@@ -60,13 +61,9 @@ def cmd_precheck(args: argparse.Namespace) -> int:
     return run_suite(args, "-m", "precheck")
 
 
-def cmd_marketplace(args: argparse.Namespace) -> int:
-    step = str(args.step) if args.action == "enable" else "0"
-    return run_suite(args, "--activate=phase3", f"--step={step}", *activation_args(args))
-
-
-def cmd_launch(args: argparse.Namespace) -> int:
-    return run_suite(args, "--activate=phase4", f"--mode={args.mode}", *activation_args(args))
+def cmd_activate(args: argparse.Namespace) -> int:
+    """A phase's command (marketplace, launch...): the pytest arguments its phase gives."""
+    return run_suite(args, *args.suite_arguments(args), *activation_args(args))
 
 
 def profile_of(args: argparse.Namespace) -> TargetProfile:
@@ -77,18 +74,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     profile = profile_of(args)
     spec = profile.database
     try:
-        with database.connect(spec, autocommit=True) as connection:
+        with db.connect(spec, autocommit=True) as connection:
             flags = decoded(read_rows(connection, spec.flag_table))
             holder = holder_of(connection, profile.audit.dir / ".deploy.lock")
     except psycopg.Error as exc:
         where = f"{spec.host}:{spec.port}/{spec.dbname}"
         print(f"nexusctl: cannot read flags from {where}: {exc}", file=sys.stderr)
         return 1
-    print(f"target       : {profile.name}")
-    print(f"marketplace  : step {flags.get('marketplace.step', 0)}"
-          f" ({'open' if flags.get('marketplace.enabled') else 'off'})")  # fmt: skip
-    print(f"launch mode  : {flags.get('launch.mode', 'founder (never launched)')}")
-    print(f"lock         : {holder if holder.held else 'free'}")
+    print(f"{'target':<13}: {profile.name}")
+    for phase in phases.registered().values():
+        for label, value in phase.status(flags):
+            print(f"{label:<13}: {value}")
+    print(f"{'lock':<13}: {holder if holder.held else 'free'}")
     for key in sorted(flags):
         print(f"  {key} = {to_json(flags[key])}")
     return 0
@@ -202,39 +199,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nexusctl",
         description="Check and activate Nexus COS phases through the nexus-deploy suite.",
-        epilog="Without --confirm, enable/disable/launch only plan: prechecks and the flag diff.",
+        epilog="Without --confirm, a phase command only plans: prechecks and the flag diff.",
     )
     parser.add_argument("--target", metavar="NAME|FILE", help="target profile (pfs/targets)")
     parser.add_argument("--reports-dir", metavar="DIR", help="where run reports go")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    commands.add_parser("precheck", help="run the twelve prechecks").set_defaults(run=cmd_precheck)
+    commands.add_parser("precheck", help="run the prechecks").set_defaults(run=cmd_precheck)
 
-    market = commands.add_parser("marketplace", help="open, widen or close the phase 3 marketplace")
-    market_actions = market.add_subparsers(dest="action", required=True, metavar="ACTION")
-    enable = market_actions.add_parser("enable", help="activate marketplace step N (1..4)")
-    enable.add_argument(
-        "--step",
-        type=step_to_open,
-        required=True,
-        metavar="N",
-        help="the marketplace step to open, 1..4 (pfs/marketplace-phase3.yaml); "
-        "`marketplace disable` turns it off",
-    )
-    enable.add_argument("--force-soak", action="store_true", help="skip the soak wait (audited)")
-    disable = market_actions.add_parser("disable", help="turn the marketplace off (step 0)")
-    for sub in (enable, disable):
-        sub.add_argument("--phase", type=int, choices=[3], required=True, help="always 3")
-        _activation_options(sub, cmd_marketplace)
-
-    launch = commands.add_parser("launch", help="phase 4: public launch, or back to founder mode")
-    launch.add_argument(
-        "--mode",
-        choices=["global", "founder"],
-        required=True,
-        help="global: the public launch; founder: back to the invite-only pre-launch platform",
-    )
-    _activation_options(launch, cmd_launch)
+    for phase in phases.registered().values():
+        phase.add_commands(commands, _activation_options)
 
     commands.add_parser("status", help="current phase flags and lock holder").set_defaults(
         run=cmd_status
@@ -256,25 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def step_to_open(text: str) -> int:
-    """--step of `marketplace enable`, checked while arguments are parsed: 0 is not a step to
-    open. The top step is the suite's to check (exit 4, audited): it reads the phase configs."""
-    try:
-        step = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"step {text!r} is not a whole number") from None
-    if step < 1:
-        raise argparse.ArgumentTypeError(
-            f"enable opens a step from 1 up, not {step}: "
-            "to turn the marketplace off, use `nexusctl marketplace disable --phase 3`"
-        )
-    return step
-
-
-def _activation_options(sub: argparse.ArgumentParser, run: object) -> None:
+def _activation_options(sub: argparse.ArgumentParser, suite_arguments: SuiteArguments) -> None:
+    """nexusctl's options of every phase command, and what the command runs."""
     sub.add_argument("--confirm", action="store_true", help="change flags (default: plan only)")
     sub.add_argument("--lock-timeout", metavar="SECONDS", help="wait for another deployment")
-    sub.set_defaults(run=run)
+    sub.set_defaults(run=cmd_activate, suite_arguments=suite_arguments)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,30 +14,22 @@ from typing import Any
 
 import psycopg
 
-from nexus_deploy import guard, rollback
+from nexus_deploy import db
 from nexus_deploy.audit import AuditLog
-from nexus_deploy.facts import database
-from nexus_deploy.flags import (
-    FlagRow,
-    decoded,
-    read_rows,
-    restore_statements,
-    write_values,
-)
-from nexus_deploy.lock import DeploymentLock, LockDenied
-from nexus_deploy.phase_config import PhaseConfigs, load_phase_configs
-from nexus_deploy.plan import Change, desired_flags, diff
-from nexus_deploy.profile import TargetProfile
-from nexus_deploy.request import ActivationRequest
-from nexus_deploy.verify import Visibility, wait_until_visible
-
-
-class Refused(Exception):
-    """The deployment stops here; the message says why and what to do."""
+from nexus_deploy.change import guard, rollback
+from nexus_deploy.change.flags import decoded, read_rows, restore_statements, write_values
+from nexus_deploy.change.lock import DeploymentLock, LockDenied
+from nexus_deploy.change.plan import Change, desired_flags, diff
+from nexus_deploy.change.refusal import Refused
+from nexus_deploy.change.request import ActivationRequest
+from nexus_deploy.change.verify import Visibility, wait_until_visible
+from nexus_deploy.config.profile import TargetProfile
+from nexus_deploy.phases import PhaseConfigs, load_phase_configs
+from nexus_deploy.values import FlagRow
 
 
 @dataclass
-class Outcome:
+class Progress:
     """Where the activation got to, for the terminal summary and the rollback script's status."""
 
     changes: list[Change] = field(default_factory=list)
@@ -68,7 +60,7 @@ class Deployment:
         self.run_id = run_id
         self.operator = operator
         self.written_by = f"nexus-deploy run={run_id} operator={operator}"
-        self.outcome = Outcome()
+        self.progress = Progress()
         self._connection: psycopg.Connection[Any] | None = None
         self._lock: DeploymentLock | None = None
         self._configs: PhaseConfigs | None = None
@@ -80,7 +72,7 @@ class Deployment:
     @property
     def connection(self) -> psycopg.Connection[Any]:
         if self._connection is None:
-            self._connection = database.connect(
+            self._connection = db.connect(
                 self.profile.database,
                 autocommit=True,
                 application_name=f"nexus-deploy run={self.run_id} op={self.operator}"[:63],
@@ -148,7 +140,7 @@ class Deployment:
             self.audit.write(
                 "PLAN_CHANGE", key=change.key, old=change.old_text, new=change.new_text
             )
-        self.outcome.changes, self.outcome.planned = changes, True
+        self.progress.changes, self.progress.planned = changes, True
         return changes
 
     def check_progression(self) -> None:
@@ -157,11 +149,11 @@ class Deployment:
         if overridden:
             self.audit.write("SOAK_OVERRIDDEN", operator=self.operator, detail=overridden)
         if refusals:
-            self.outcome.refusal = refusals
+            self.progress.refusal = refusals
             self.audit.write("GUARD", status="REFUSED", reason=refusals)
             raise Refused(refusals)
         self.audit.write("GUARD", status="PASS", request=self.request.summary)
-        self.outcome.cleared = True
+        self.progress.cleared = True
 
     def _guard(self, rows: dict[str, FlagRow]) -> tuple[str, str | None]:
         result = guard.check(self.request, rows, self.configs(), dt.datetime.now(dt.UTC))
@@ -169,7 +161,7 @@ class Deployment:
 
     def apply(self) -> None:
         """Write-ahead rollback, then every change in one transaction, re-planned under the lock."""
-        if not self.outcome.cleared:
+        if not self.progress.cleared:
             raise Refused("the progressive guard did not clear this activation: nothing applied")
         if self._lock is None:
             raise Refused("the deployment lock is not held")
@@ -191,7 +183,7 @@ class Deployment:
                 self.audit.write(
                     "FLAG_SET", key=change.key, old=change.old_text, new=change.new_text
                 )
-        self.outcome.changes, self.outcome.committed = changes, True
+        self.progress.changes, self.progress.committed = changes, True
         self.audit.write("ACTIVATION_COMMITTED", changes=len(changes), request=self.request.summary)
 
     def _write_ahead(self, changes: list[Change], rows: dict[str, FlagRow]) -> None:
@@ -206,16 +198,16 @@ class Deployment:
             self.written_by,
         )
         sha = rollback.write_ahead(files, restore)
-        self.outcome.rollback = files
+        self.progress.rollback = files
         self.audit.write(
             "ROLLBACK_WRITTEN", script=str(files.script), sha256=sha, keys=len(changes)
         )
 
     def verify(self) -> None:
         """The new values must show through every endpoint; otherwise roll back and fail."""
-        if not self.outcome.committed:
+        if not self.progress.committed:
             return
-        expected = {c.key: c.new for c in self.outcome.changes}
+        expected = {c.key: c.new for c in self.progress.changes}
         spec = self.profile.gateway
         try:
             seen = wait_until_visible(spec, expected, spec.verify_timeout_s)
@@ -236,10 +228,10 @@ class Deployment:
     def auto_rollback(self) -> None:
         """Restore the prior rows on the locked session, refusing (like the script) to
         overwrite a flag someone else changed since the commit."""
-        files = self.outcome.rollback
+        files = self.progress.rollback
         assert files is not None
         prior = rollback.load_prior(files.state)
-        expected = {c.key: c.new for c in self.outcome.changes}
+        expected = {c.key: c.new for c in self.progress.changes}
         table = self.profile.database.flag_table
         try:
             with self.connection.transaction():
@@ -256,17 +248,17 @@ class Deployment:
                 f"verification failed and the automatic rollback did not happen ({reason}); "
                 f"check the flags, then run: bash {files.script}"
             ) from None
-        self.outcome.rolled_back = True
+        self.progress.rolled_back = True
         self.audit.write("AUTO_ROLLBACK", keys=len(prior), script=str(files.script))
 
     def finish(self) -> None:
         """Mark the rollback script with how the activation ended, then let go of the lock."""
-        files = self.outcome.rollback
+        files = self.progress.rollback
         try:
             if files is not None:
                 status = (
-                    "auto-rolled-back" if self.outcome.rolled_back
-                    else "committed" if self.outcome.committed
+                    "auto-rolled-back" if self.progress.rolled_back
+                    else "committed" if self.progress.committed
                     else "not-committed"
                 )  # fmt: skip
                 sha = rollback.set_status(files, status)

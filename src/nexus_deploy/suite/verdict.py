@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from nexus_deploy.bounded_host import HostCommandError, HostCommandTimeout
-from nexus_deploy.deployment import Refused
+from nexus_deploy.change.refusal import Refused
+from nexus_deploy.facts.bounded_host import HostCommandError, HostCommandTimeout
 
 # Raised from deep inside testinfra, yet their message says all an operator needs: which command
 # on which host, and the limit. Shown alone, as no_problems shows its own.

@@ -23,8 +23,8 @@ from pydantic import (
 )
 from testinfra.backend import BACKENDS
 
-from nexus_deploy import yamlfile
-from nexus_deploy.bounded_host import DEFAULT_COMMAND_TIMEOUT_S
+from nexus_deploy.config import yamlfile
+from nexus_deploy.config.targets import DEFAULT_COMMAND_TIMEOUT_S
 
 
 def _absolute(path: Path) -> Path:
@@ -185,7 +185,7 @@ class TargetProfile(_Model):
     description: str = ""
     # A testinfra host spec: local:// for this machine, ssh://user@host for another.
     host: str = "local://"
-    # Every command run on the host ends within this (see nexus_deploy.bounded_host).
+    # Every command run on the host ends within this (see nexus_deploy.facts.bounded_host).
     command_timeout_s: Annotated[float, Field(gt=0, le=3600, strict=True, allow_inf_nan=False)] = (
         DEFAULT_COMMAND_TIMEOUT_S
     )

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 
 import requests
 
+from nexus_deploy.config.profile import GatewaySpec
 from nexus_deploy.facts.http import ca_file_problem
-from nexus_deploy.flags import to_json
-from nexus_deploy.phase_config import JsonValue
-from nexus_deploy.profile import GatewaySpec
+from nexus_deploy.values import JsonValue, to_json
 
 
 @dataclass(frozen=True)

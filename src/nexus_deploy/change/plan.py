@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nexus_deploy.flags import to_json
-from nexus_deploy.phase_config import JsonValue, PhaseConfigs, launch_flags, marketplace_flags
-from nexus_deploy.request import ActivationRequest
+from nexus_deploy import phases
+from nexus_deploy.change.request import ActivationRequest
+from nexus_deploy.phases import PhaseConfigs
+from nexus_deploy.values import JsonValue, to_json
 
 ABSENT = "(absent)"
 
@@ -31,11 +32,9 @@ class Change:
 
 
 def desired_flags(request: ActivationRequest, configs: PhaseConfigs) -> dict[str, JsonValue]:
-    if request.phase == "phase3":
-        assert request.step is not None
-        return marketplace_flags(configs, request.step)
-    assert request.mode is not None
-    return launch_flags(configs, request.mode)
+    """Every flag value the requested move writes."""
+    phase = phases.phase_named(request.phase)
+    return phase.desired_flags(configs[request.phase], request.move)
 
 
 def diff(current: dict[str, JsonValue], desired: dict[str, JsonValue]) -> list[Change]:

@@ -6,29 +6,12 @@ text so that a restore puts back exactly the bytes that were there.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from nexus_deploy.phase_config import JsonValue
-
-
-@dataclass(frozen=True)
-class FlagRow:
-    """One row as stored: jsonb value and timestamp as PostgreSQL prints them."""
-
-    key: str
-    value: str  # jsonb text
-    updated_at: str  # timestamptz text, full precision
-    updated_by: str
-
-    @property
-    def decoded(self) -> JsonValue:
-        value: JsonValue = json.loads(self.value)
-        return value
+from nexus_deploy.values import FlagRow, JsonValue, to_json
 
 
 def read_rows(
@@ -43,11 +26,6 @@ def read_rows(
 
 def decoded(rows: dict[str, FlagRow]) -> dict[str, JsonValue]:
     return {key: row.decoded for key, row in rows.items()}
-
-
-def to_json(value: JsonValue) -> str:
-    """Canonical JSON text, as it is written into jsonb."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def write_values(

@@ -48,9 +48,6 @@ import testinfra.backend
 from testinfra.backend.base import CommandResult
 from testinfra.host import Host
 
-# The profile's command_timeout_s when it sets none. The slowest command on a healthy host is
-# `git fsck` of the platform checkout: a large one needs room.
-DEFAULT_COMMAND_TIMEOUT_S = 60.0
 # SIGTERM at the limit, SIGKILL this many seconds later for a command that ignores SIGTERM.
 KILL_AFTER_S = 2
 # timeout(1) exits 124 when the limit passed, 128 + 9 when it had to kill (reported by the shell

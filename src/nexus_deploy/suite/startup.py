@@ -7,19 +7,22 @@ changed.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from nexus_deploy.phase_config import ConfigError, load_phase_configs, step_count
-from nexus_deploy.prefetch import PREFETCH_KEY
-from nexus_deploy.profile import ProfileError, load_profile
-from nexus_deploy.request import ActivationRequest, RequestError, parse_request
-from nexus_deploy.run import DeploymentRun, RunFiles, new_run_id, open_audit
-from nexus_deploy.targets import resolve_target_path
+from nexus_deploy import phases
+from nexus_deploy.change.request import ActivationRequest, parse_request
+from nexus_deploy.config.profile import ProfileError, load_profile
+from nexus_deploy.config.targets import resolve_target_path
+from nexus_deploy.phases import RegistryError
+from nexus_deploy.phases.base import RequestError
+from nexus_deploy.suite.files import RunFiles, new_run_id, open_audit
+from nexus_deploy.suite.prechecks import CHECKS_DIR, CatalogueError, catalogue
+from nexus_deploy.suite.prefetch import PREFETCH_KEY
+from nexus_deploy.suite.run import DeploymentRun
 
 
 def build_run(config: pytest.Config, listing: bool = False) -> DeploymentRun:
@@ -53,29 +56,31 @@ def build_run(config: pytest.Config, listing: bool = False) -> DeploymentRun:
             refuse(files, run_id, profile.audit.dir, reason + "; drop -n/--dist")
         )
     try:
+        prechecks = catalogue(config.rootpath / CHECKS_DIR)
+    except CatalogueError as exc:
+        raise pytest.UsageError(refuse(files, run_id, profile.audit.dir, str(exc))) from None
+    try:
         request = request_from_options(config.option, config_dir)
-    except RequestError as exc:
+    except (RequestError, RegistryError) as exc:
         raise pytest.UsageError(
             "activation refused: " + refuse(files, run_id, profile.audit.dir, str(exc))
         ) from None
     prefetch = config.stash.get(PREFETCH_KEY, None)
-    return DeploymentRun(run_id, profile, profile_path, files, request, config_dir, prefetch)
+    return DeploymentRun(
+        run_id, profile, profile_path, files, prechecks, request, config_dir, prefetch
+    )
 
 
 def request_from_options(option: Any, config_dir: Path) -> ActivationRequest | None:
     """The activation asked for on the command line, validated before anything runs."""
-    max_step = 4  # if the configs are broken, the CONFIG precheck says so and keeps the gate shut
-    if option.nexus_activate is not None:
-        with contextlib.suppress(ConfigError):
-            max_step = step_count(load_phase_configs(config_dir))
+    given = {o.flag: getattr(option, o.dest, None) for o in phases.all_options()}
     return parse_request(
         option.nexus_activate,
-        option.nexus_step,
-        option.nexus_mode,
+        given,
         option.nexus_plan,
         option.nexus_force_soak,
         option.nexus_lock_timeout,
-        max_step,
+        config_dir,
     )
 
 

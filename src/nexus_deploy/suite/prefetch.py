@@ -3,7 +3,9 @@
 Most of a precheck's time is spent waiting: on openssl, git, nginx -T and service managers, on
 TLS handshakes, on docker and PostgreSQL. Made one after another, those waits add up to about
 0.25 s on the sandbox, besides Compose; started together as soon as the prechecks are
-collected (see ``nexus_deploy.probes``), they overlap. Docker Compose v1 alone is a Python
+collected, they overlap: each precheck module declares the calls it makes (``wanted_facts``,
+see ``Wanted``), and ``start_wanted`` starts those of the collected ones. Docker Compose v1
+alone is a Python
 program that takes about 0.5 s to print its version, so that call starts even earlier, while
 pytest is still importing the suite (``start_early``, from the options entry point). Host
 commands run side by side only on this machine without sudo (``concurrent_host``); over ssh
@@ -21,23 +23,28 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 import yaml
 from testinfra.host import Host
 
-from nexus_deploy import yamlfile
-from nexus_deploy.bounded_host import DEFAULT_COMMAND_TIMEOUT_S, bounded_host, usable_limit
+from nexus_deploy.config import yamlfile
+from nexus_deploy.config.targets import DEFAULT_COMMAND_TIMEOUT_S, resolve_target_path
+from nexus_deploy.facts.bounded_host import bounded_host, usable_limit
 from nexus_deploy.facts.host import COMPOSE_COMMANDS, compose_version
-from nexus_deploy.options import show_only
-from nexus_deploy.targets import resolve_target_path
+
+if TYPE_CHECKING:  # imported before pydantic is: see nexus_deploy.config.targets
+    from nexus_deploy.config.profile import TargetProfile
 
 T = TypeVar("T")
+Call = tuple[Callable[..., Any], tuple[Hashable, ...]]
 
 # The calls mostly wait on other processes and sockets, so more threads than cores pay off:
-# about 28 calls are started for the twelve prechecks. One thread measured 0.1 s slower here;
-# 2, 3, 4 and 6 alike.
+# about 28 calls are started for the twelve prechecks of 2026. One thread measured 0.1 s slower
+# here; 2, 3, 4 and 6 alike.
 WORKERS = 6
 
 
@@ -49,7 +56,7 @@ class Prefetch:
         self._futures: dict[tuple[Callable[..., Any], tuple[Hashable, ...]], Future[Any]] = {}
         self.started_count = 0
         # Asked for but not started (or asked twice): over ssh, every host call; on this
-        # machine, none, unless nexus_deploy.probes lists a call otherwise than a check makes it.
+        # machine, none, unless a precheck declares a call otherwise than it makes it.
         self.made_on_the_spot: list[str] = []
 
     def start(self, call: Callable[..., Any], *args: Hashable) -> None:
@@ -99,9 +106,8 @@ PREFETCH_KEY = pytest.StashKey[Prefetch]()
 
 
 def start_early(config: pytest.Config) -> None:
-    """Start the Compose probe before conftest.py is imported."""
-    if show_only(config.known_args_namespace):
-        return  # listing the tests (or fixtures, markers) must not run anything on the target
+    """Start the Compose probe before conftest.py is imported (not for a run that only lists:
+    the caller's to decide)."""
     path = resolve_target_path(config.known_args_namespace.nexus_target, config.rootpath)
     try:
         raw = yamlfile.load(path.read_text(encoding="utf-8"))
@@ -134,3 +140,37 @@ def concurrent_host(host_spec: str, limit_s: float) -> Host | None:
         return None
     local = host.backend.NAME == "local" and not host.backend.sudo
     return host if local else None
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """The slow fact calls a precheck makes, as it makes them through ``Prefetch.result``: same
+    function, same arguments. A precheck module declares them in ``wanted_facts(target,
+    config_dir)`` beside its test; a call declared otherwise than made is simply made again on
+    the spot, so a mismatch costs time, never correctness."""
+
+    from_deployer: list[Call] = field(default_factory=list)  # over the network, or own files
+    on_host: list[Call] = field(default_factory=list)  # (function, arguments after the host)
+
+
+WANTED_FACTS = "wanted_facts"  # the function a precheck module declares its calls in
+
+
+def start_wanted(
+    prefetch: Prefetch, items: list[pytest.Item], profile: TargetProfile, config_dir: Path
+) -> None:
+    """Start the calls the modules of the collected precheck ``items`` declare. Host calls start
+    only where they may run side by side (``concurrent_host``: this machine, without sudo);
+    elsewhere each precheck makes its own, one by one."""
+    host = concurrent_host(profile.host, profile.command_timeout_s)
+    modules = {id(module): module for item in items if (module := getattr(item, "module", None))}
+    for module in modules.values():
+        declare = getattr(module, WANTED_FACTS, None)
+        if declare is None:
+            continue  # a precheck with no slow call to start
+        wanted: Wanted = declare(profile, config_dir)
+        calls = list(wanted.from_deployer)
+        if host is not None:
+            calls += [(call, (host, *args)) for call, args in wanted.on_host]
+        for call, args in calls:
+            prefetch.start(call, *args)

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nexus_deploy.audit import genesis
-from nexus_deploy.flags import FlagRow, literal, quote_identifier, restore_statements, to_json
-from nexus_deploy.lock import ADVISORY_KEY
-from nexus_deploy.phase_config import JsonValue
-from nexus_deploy.profile import DatabaseSpec
+from nexus_deploy.change.flags import literal, quote_identifier, restore_statements
+from nexus_deploy.change.lock import ADVISORY_KEY
+from nexus_deploy.config.profile import DatabaseSpec
+from nexus_deploy.values import FlagRow, JsonValue, to_json
 
 STATUS_LINE = re.compile(r"^STATUS=\S+", re.MULTILINE)
 

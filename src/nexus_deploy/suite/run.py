@@ -1,103 +1,28 @@
-"""One deployment run: its id, where its files go, and the audit trail of its prechecks."""
+"""One deployment run's lifecycle: its audit trail, its prechecks, its gate, its activation."""
 
 from __future__ import annotations
 
-import datetime as dt
-import getpass
 import os
-import secrets
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from nexus_deploy import __version__
 from nexus_deploy.audit import AuditLog
-from nexus_deploy.bounded_host import BoundedHost, bounded_host, interrupt_commands
-from nexus_deploy.deployment import Deployment
-from nexus_deploy.gate import runtime_problems
-from nexus_deploy.prechecks import WARNINGS_KEY, Outcome, Status, Tally, precheck_name
-from nexus_deploy.prefetch import Prefetch
-from nexus_deploy.probes import start_probes
-from nexus_deploy.profile import TargetProfile
-from nexus_deploy.request import ActivationRequest
+from nexus_deploy.change.request import ActivationRequest
+from nexus_deploy.config.profile import TargetProfile
+from nexus_deploy.facts.bounded_host import BoundedHost, bounded_host, interrupt_commands
+from nexus_deploy.suite.files import RunFiles, open_audit, operator
+from nexus_deploy.suite.gate import runtime_problems
+from nexus_deploy.suite.prechecks import Outcome, Status, Tally, precheck_name
+from nexus_deploy.suite.prefetch import Prefetch, start_wanted
 
-
-def new_run_id(now: dt.datetime | None = None) -> str:
-    """UTC ``YYYYMMDDTHHMMSSZ`` plus a short suffix, so two runs in one second stay apart."""
-    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{secrets.token_hex(2)}"
-
-
-@dataclass(frozen=True)
-class RunFiles:
-    """Every file a run writes, known before it writes any."""
-
-    run_dir: Path
-    html: Path
-    junit: Path
-    latest: Path
-
-    @classmethod
-    def under(cls, reports_dir: Path, run_id: str) -> RunFiles:
-        run_dir = reports_dir / run_id
-        return cls(run_dir, run_dir / "report.html", run_dir / "junit.xml", reports_dir / "latest")
-
-    def point_latest_here(self) -> None:
-        # Build the new link beside the old one and rename over it: never a moment without one.
-        temporary = self.latest.with_name(f".latest-{os.getpid()}")
-        temporary.unlink(missing_ok=True)
-        temporary.symlink_to(self.run_dir.name)
-        temporary.replace(self.latest)
-
-
-def operator() -> str:
-    """Who runs the deployment, as the audit should name them (the sudo caller if any)."""
-    return os.environ.get("SUDO_USER") or getpass.getuser()
-
-
-def open_audit(directory: Path, fallback: Path, name: str) -> tuple[AuditLog, str | None]:
-    """The audit log in the profile's directory, or in the run folder if that cannot be written."""
-    try:
-        return AuditLog(directory / name), None
-    except OSError as exc:
-        note = f"audit directory {directory} not writable ({exc.strerror}); audit in {fallback}"
-        return AuditLog(fallback / name), note
-
-
-def outcome_of(item: pytest.Item, report: pytest.TestReport) -> Outcome | None:
-    """The precheck outcome a report settles, or None if the item is not finished yet."""
-    name = precheck_name(item)
-    if name is None:
-        return None
-    measured = {str(key): scalar(value) for key, value in report.user_properties}
-    if report.failed:
-        phase = "" if report.when == "call" else f"error in {report.when}: "
-        return Outcome(name, Status.FAIL, measured, phase + failure_reason(report))
-    if report.skipped:
-        return Outcome(name, Status.FAIL, measured, "skipped: " + failure_reason(report))
-    if report.when != "call":
-        return None
-    warnings = item.stash.get(WARNINGS_KEY, [])
-    status = Status.WARNING if warnings else Status.PASS
-    return Outcome(name, status, measured, "; ".join(warnings))
-
-
-def scalar(value: object) -> str | int | float | bool:
-    return value if isinstance(value, str | int | float | bool) else str(value)
-
-
-def failure_reason(report: pytest.TestReport) -> str:
-    """The one line an operator needs: the failure message, not the traceback."""
-    crash = getattr(report.longrepr, "reprcrash", None)
-    text = crash.message if crash is not None else str(report.longrepr)
-    if isinstance(report.longrepr, tuple):  # a skip: (path, line, reason)
-        text = str(report.longrepr[2])
-    text = text.removeprefix("Failed: ").removeprefix("AssertionError: ")
-    return text.split("\nassert ")[0].strip().replace("\n", " ")[:400]
+if TYPE_CHECKING:  # a precheck run never loads the activation stack
+    from nexus_deploy.change.deployment import Deployment
 
 
 class DeploymentRun:
@@ -109,17 +34,19 @@ class DeploymentRun:
         profile: TargetProfile,
         profile_path: Path,
         files: RunFiles,
+        prechecks: tuple[str, ...],
         request: ActivationRequest | None = None,
         config_dir: Path = Path("pfs"),
         prefetch: Prefetch | None = None,
     ) -> None:
         self.run_id = run_id
+        self.prechecks = prechecks
         self.profile = profile
         self.profile_path = profile_path
         self.files = files
         self.request = request
         self.config_dir = config_dir
-        self.tally = Tally()
+        self.tally = Tally(prechecks)
         self.notes: list[str] = []
         self.gate_problems: list[str] = []
         self.activation_started = False
@@ -167,6 +94,8 @@ class DeploymentRun:
         )
         if self.request is None:
             return
+        from nexus_deploy.change.deployment import Deployment
+
         self.deployment = Deployment(
             self.request, self.profile, self.config_dir, self.audit, self.run_id, operator()
         )
@@ -179,7 +108,9 @@ class DeploymentRun:
         """The prechecks are known: audit them and gather their facts."""
         names = [name for name in map(precheck_name, items) if name]
         self.audit.write("PRECHECK_START", selected=len(names), order=",".join(names) or "none")
-        start_probes(self.prefetch, names, self.profile, self.config_dir)
+        start_wanted(
+            self.prefetch, [i for i in items if precheck_name(i)], self.profile, self.config_dir
+        )
         # pytest sets and unsets PYTEST_CURRENT_TEST around every test. A thread that reads
         # os.environ meanwhile (requests does, for proxies) or starts a process (environ is
         # what it inherits) can fail with KeyError or EFAULT: seen here about once in 100
@@ -272,7 +203,7 @@ class DeploymentRun:
         lines = [
             ("request", self.request.summary + (" (plan only)" if self.request.plan_only else ""))
         ]
-        outcome = self.deployment.outcome if self.deployment else None
+        outcome = self.deployment.progress if self.deployment else None
         if self.gate_problems:
             lines.append(("activation", "not run: " + "; ".join(self.gate_problems)))
         elif outcome is None or not outcome.planned:
@@ -293,7 +224,7 @@ class DeploymentRun:
     def written(self) -> list[tuple[str, Path]]:
         """What this run left on disk, for the terminal summary."""
         paths = [("audit log", self.audit.path)]
-        rollback = self.deployment.outcome.rollback if self.deployment else None
+        rollback = self.deployment.progress.rollback if self.deployment else None
         if rollback is not None:
             paths += [("rollback", rollback.script), ("rollback sql", rollback.sql)]
             paths += [("rollback state", rollback.state)]

@@ -1,4 +1,4 @@
-"""The gate: activation runs only after all twelve prechecks ran in this run and none failed."""
+"""The gate: activation runs only after every precheck ran in this run and none failed."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Protocol
 
 import pytest
 
-from nexus_deploy.prechecks import PRECHECK_NAMES, Tally, precheck_name
-from nexus_deploy.request import ActivationRequest
+from nexus_deploy.change.request import ActivationRequest
+from nexus_deploy.suite.prechecks import Tally, precheck_name
 
 # Plugins whose absence changes how the prechecks run or are reported.
 REQUIRED_PLUGINS = {
@@ -18,10 +18,14 @@ REQUIRED_PLUGINS = {
 
 
 class RunState(Protocol):
-    """What the gate needs of a run: its request, and where to record why the gate is shut."""
+    """What the gate needs of a run: its request, every precheck there is, and where to record
+    why the gate is shut."""
 
     @property
     def request(self) -> ActivationRequest | None: ...
+
+    @property
+    def prechecks(self) -> tuple[str, ...]: ...
 
     def close_gate(self, problems: list[str]) -> None: ...
 
@@ -34,14 +38,31 @@ def activation_stage(item: pytest.Item) -> str | None:
     return str(marker.args[0]) if marker.args else "apply"
 
 
-def selection_problems(items: list[pytest.Item], config: pytest.Config) -> list[str]:
+STAGES = ("plan", "apply")  # the activation tests' stages, in the order they run
+
+
+def run_order(item: pytest.Item, prechecks: tuple[str, ...]) -> int | None:
+    """Where ``item`` runs (pytest-order's index): precheck N at N, then the activation stages;
+    None for any other test."""
+    name = precheck_name(item)
+    if name is not None:
+        return prechecks.index(name) + 1 if name in prechecks else None
+    stage = activation_stage(item)
+    if stage is None:
+        return None
+    return len(prechecks) + 1 + (STAGES.index(stage) if stage in STAGES else len(STAGES))
+
+
+def selection_problems(
+    items: list[pytest.Item], config: pytest.Config, prechecks: tuple[str, ...]
+) -> list[str]:
     """Why the selected items cannot open the gate, before any of them runs."""
     problems = []
     selected = [name for name in map(precheck_name, items) if name]
-    missing = [name for name in PRECHECK_NAMES if name not in selected]
+    missing = [name for name in prechecks if name not in selected]
     if missing:
         problems.append(f"prechecks not selected: {', '.join(missing)} (-k, -m, --deselect, paths)")
-    if selected != [name for name in PRECHECK_NAMES if name in selected]:
+    if selected != [name for name in prechecks if name in selected]:
         problems.append(f"prechecks out of order: {', '.join(selected)}")
     stages = [i for i, item in enumerate(items) if activation_stage(item)]
     checks = [i for i, item in enumerate(items) if precheck_name(item)]
@@ -84,7 +105,7 @@ def split_activation(
     if not activation:
         run.close_gate(["activation tests not selected (-k, -m, --deselect or paths)"])
         return items, []
-    problems = selection_problems(items, config)
+    problems = selection_problems(items, config, run.prechecks)
     if problems:
         run.close_gate(problems)
         return [i for i in items if i not in activation], activation

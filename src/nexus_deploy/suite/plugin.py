@@ -1,7 +1,8 @@
 """The pytest plugin of the deployer, loaded by the suite's conftest.py.
 
 It only wires hooks to the parts that do the work. Its command-line options live in
-``nexus_deploy.options``, an entry point, so that pytest knows them before it reads conftest.py.
+``nexus_deploy.suite.options``, an entry point, so that pytest knows them before it reads
+conftest.py.
 """
 
 from __future__ import annotations
@@ -11,13 +12,19 @@ from collections.abc import Generator
 import pytest
 from _pytest.junitxml import xml_key
 
-from nexus_deploy import report_html, startup_gc
-from nexus_deploy.gate import activation_stage, split_activation
-from nexus_deploy.options import show_only, without_session
-from nexus_deploy.prechecks import PENDING_KEY, WARNINGS_KEY, Status, junit_status
-from nexus_deploy.run import DeploymentRun, outcome_of
-from nexus_deploy.startup import build_run
-from nexus_deploy.verdict import shorten_self_explaining
+from nexus_deploy.suite import report_html, startup_gc
+from nexus_deploy.suite.gate import activation_stage, run_order, split_activation
+from nexus_deploy.suite.options import show_only, without_session
+from nexus_deploy.suite.prechecks import (
+    PENDING_KEY,
+    WARNINGS_KEY,
+    Status,
+    junit_status,
+    outcome_of,
+)
+from nexus_deploy.suite.run import DeploymentRun
+from nexus_deploy.suite.startup import build_run
+from nexus_deploy.suite.verdict import shorten_self_explaining
 
 RUN_KEY = pytest.StashKey[DeploymentRun]()
 STATUS_COLOURS: dict[Status | None, str] = {
@@ -90,6 +97,13 @@ class ListingHooks:
             f"nexus-deploy: target {run.profile.name} ({run.profile_path})",
             "nexus-deploy: listing only: nothing is checked on the target, nothing is written",
         ]
+
+    def pytest_itemcollected(self, item: pytest.Item) -> None:
+        # The order comes from the catalogue (checks/test_NN_*.py), not from the test files:
+        # before any selection or reordering, so that the gate sees what pytest-order made.
+        index = run_order(item, self.run.prechecks)
+        if index is not None:
+            item.add_marker(pytest.mark.order(index))
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(

@@ -9,8 +9,8 @@ import pytest
 from pytest_html import extras
 from pytest_metadata.plugin import metadata_key
 
-from nexus_deploy.prechecks import Outcome
-from nexus_deploy.run import DeploymentRun
+from nexus_deploy.suite.prechecks import Outcome
+from nexus_deploy.suite.run import DeploymentRun
 
 # Where a report carries its precheck's status for the HTML results table.
 STATUS_ATTRIBUTE = "nexus_precheck_status"

@@ -2,7 +2,7 @@
 
 Registered early so that pytest parses ``--target /path/file.yaml`` as an option with a value,
 not as a test path that would move the rootdir. The options do nothing until the deployment
-suite's conftest.py loads ``nexus_deploy.plugin``.
+suite's conftest.py loads ``nexus_deploy.suite.plugin``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from nexus_deploy.targets import TARGETS_DIR
+from nexus_deploy.config.targets import TARGETS_DIR
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -40,22 +40,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="nexus_activate",
         metavar="PHASE",
         default=None,
-        help="after all twelve prechecks pass, activate phase3 (with --step) or phase4",
-    )
-    group.addoption(
-        "--step",
-        dest="nexus_step",
-        metavar="N",
-        default=None,
-        help="marketplace step for phase3: 1 founders, 2 +creators, 3 +verified users, "
-        "4 everyone with auctions, 0 marketplace off",
-    )
-    group.addoption(
-        "--mode",
-        dest="nexus_mode",
-        metavar="global|founder",
-        default=None,
-        help="phase4 launch mode (default: global); founder returns to founder mode",
+        help="after every precheck passed, activate PHASE (the registered phases take the "
+        "options listed below)",
     )
     group.addoption(
         "--plan",
@@ -67,7 +53,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--force-soak",
         dest="nexus_force_soak",
         action="store_true",
-        help="open the next marketplace step before its soak time is over (audited)",
+        help="move up before the soak time is over (audited)",
     )
     group.addoption(
         "--lock-timeout",
@@ -96,14 +82,32 @@ def without_session(option: Any) -> bool:
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser) -> None:
     # Runs after the options are parsed and before the suite is imported: the window in which
-    # a slow probe can run for free (see nexus_deploy.prefetch), and in which the collector can
-    # be held off until the tests are collected (see nexus_deploy.startup_gc).
+    # a slow probe can run for free (see nexus_deploy.suite.prefetch), and in which the
+    # collector can be held off until the tests are collected (see ...suite.startup_gc).
     if not (early_config.rootpath / TARGETS_DIR).is_dir():
         return  # another pytest run in this environment (the deployer's own tests, say)
-    from nexus_deploy import prefetch, startup_gc  # imported here: every pytest run loads us
+    from nexus_deploy.suite import prefetch, startup_gc  # imported here: every pytest run loads us
 
     startup_gc.pause()
     early_config.add_cleanup(startup_gc.resume)  # if collection never finishes
-    prefetch.start_early(early_config)
+    if not show_only(early_config.known_args_namespace):  # a listing runs nothing on the target
+        prefetch.start_early(early_config)
+    # The phases' own options (--step, --mode...), added once the probe runs: the phase modules
+    # load pydantic, which would hold it back by ~0.15 s. pytest parses the whole command line
+    # again after this hook, as it does for the options a conftest.py adds.
+    add_phase_options(parser)
+
+
+def add_phase_options(parser: pytest.Parser) -> None:
+    """Every registered phase's activation options, each flag once."""
+    from nexus_deploy import phases
+
+    try:
+        options = phases.all_options()
+    except phases.RegistryError as exc:  # another package's phase: say which, not a traceback
+        raise pytest.UsageError(f"nexus-deploy: {exc}") from None
+    group = parser.getgroup("nexus-deploy")
+    for option in options:
+        group.addoption(option.flag, dest=option.dest, metavar=option.metavar, help=option.help)

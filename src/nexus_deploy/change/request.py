@@ -1,0 +1,83 @@
+"""What the operator asked for: a phase's move, and how carefully to go about it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nexus_deploy import phases
+from nexus_deploy.phases.base import ConfigError, Move, RequestError
+
+
+@dataclass(frozen=True)
+class ActivationRequest:
+    """A validated ``--activate`` request: the phase, the move it asks of it, and how."""
+
+    move: Move
+    plan_only: bool = False
+    force_soak: bool = False
+    lock_timeout_s: float = 0.0
+
+    @property
+    def phase(self) -> str:
+        return self.move.phase
+
+    @property
+    def summary(self) -> str:
+        return self.move.summary
+
+
+def parse_request(
+    phase: str | None,
+    given: Mapping[str, str | None],
+    plan_only: bool,
+    force_soak: bool,
+    lock_timeout: str | None,
+    config_dir: Path,
+) -> ActivationRequest | None:
+    """Validate the activation options together; None when no activation was asked for.
+    ``given`` holds every phase option by flag (``--step``: "2", or None when not given)."""
+    if phase is None:
+        given_flags = [flag for flag, value in given.items() if value is not None]
+        stray = [*given_flags, *(["--lock-timeout"] if lock_timeout is not None else [])]
+        stray += [name for name, on in (("--plan", plan_only), ("--force-soak", force_soak)) if on]
+        if stray:
+            raise RequestError(f"{', '.join(stray)} needs --activate")
+        return None
+    known = phases.registered()
+    if phase not in known:
+        raise RequestError(f"unknown phase {phase!r}: choose one of {', '.join(known)}")
+    chosen = known[phase]
+    takes = [option.flag for option in chosen.options]
+    for flag, value in given.items():
+        if value is not None and flag not in takes:
+            owners = " or ".join(phases.owners_of(flag))
+            its = " ".join(f"{o.flag} {o.metavar}" for o in chosen.options) or "no option"
+            raise RequestError(f"{flag} is for --activate {owners}; {phase} takes {its}")
+    timeout = _lock_timeout(lock_timeout)
+    move = chosen.parse(
+        {flag: given.get(flag) for flag in takes}, _config_or_none(chosen, config_dir)
+    )
+    return ActivationRequest(move, plan_only, force_soak, timeout)
+
+
+def _config_or_none(phase: phases.AnyPhase, config_dir: Path) -> Any:
+    # Broken configs are the CONFIG precheck's to report; the request is still checked.
+    try:
+        return phase.load(config_dir)
+    except ConfigError:
+        return None
+
+
+def _lock_timeout(text: str | None) -> float:
+    if text is None:
+        return 0.0
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 3600:
+        raise RequestError(f"--lock-timeout {text!r}: give seconds between 0 and 3600")
+    return seconds

@@ -1,0 +1,54 @@
+"""Where a run's files go, known before it writes any: its id, its report folder, its audit log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from nexus_deploy.audit import AuditLog
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    """UTC ``YYYYMMDDTHHMMSSZ`` plus a short suffix, so two runs in one second stay apart."""
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Every file a run writes, known before it writes any."""
+
+    run_dir: Path
+    html: Path
+    junit: Path
+    latest: Path
+
+    @classmethod
+    def under(cls, reports_dir: Path, run_id: str) -> RunFiles:
+        run_dir = reports_dir / run_id
+        return cls(run_dir, run_dir / "report.html", run_dir / "junit.xml", reports_dir / "latest")
+
+    def point_latest_here(self) -> None:
+        # Build the new link beside the old one and rename over it: never a moment without one.
+        temporary = self.latest.with_name(f".latest-{os.getpid()}")
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(self.run_dir.name)
+        temporary.replace(self.latest)
+
+
+def operator() -> str:
+    """Who runs the deployment, as the audit should name them (the sudo caller if any)."""
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+def open_audit(directory: Path, fallback: Path, name: str) -> tuple[AuditLog, str | None]:
+    """The audit log in the profile's directory, or in the run folder if that cannot be written."""
+    try:
+        return AuditLog(directory / name), None
+    except OSError as exc:
+        note = f"audit directory {directory} not writable ({exc.strerror}); audit in {fallback}"
+        return AuditLog(fallback / name), note
