@@ -81,11 +81,12 @@ def test_help_lists_every_command(ctl):
     assert "verify" in ctl("audit", "--help").stdout
 
 
-def test_marketplace_enable_help_explains_confirm(ctl):
+def test_marketplace_enable_help_explains_plan(ctl):
+    # As the runbook writes it, `marketplace enable` applies; --plan shows the diff only.
     done = ctl("marketplace", "enable", "--help")
     assert done.returncode == 0, done.stderr
     text = " ".join(done.stdout.split())
-    assert "--confirm change flags (default: plan only)" in text, done.stdout
+    assert "--plan show the flag diff; change nothing" in text, done.stdout
     assert "--step N" in text and "--phase {3}" in text
 
 
@@ -100,9 +101,9 @@ def test_precheck_passes_on_the_sandbox(ctl, flags_db):
     assert_untouched(before, flag_rows(flags_db), log)
 
 
-def test_enable_without_confirm_only_plans(ctl, clean_flags):
+def test_enable_with_plan_only_plans(ctl, clean_flags):
     before = flag_rows(clean_flags)
-    done = ctl("marketplace", "enable", "--phase", "3", "--step", "1")
+    done = ctl("marketplace", "enable", "--phase", "3", "--step", "1", "--plan")
     assert done.returncode == 0, done.stdout + done.stderr
     (log,) = ctl.logs()
     assert_untouched(before, flag_rows(clean_flags), log)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import stat
 import subprocess
 import sys
@@ -48,8 +49,18 @@ def run_suite(args: argparse.Namespace, *pytest_args: str) -> int:
     return subprocess.call(command, cwd=deployer_root())
 
 
+def plans_only(args: argparse.Namespace) -> bool:
+    """Whether this command only plans: --plan, or a command the runbook writes with --confirm
+    (the launch) given without it. An emergency always applies."""
+    if args.plan:
+        return True
+    return args.needs_confirm and not args.confirm and getattr(args, "emergency", None) is None
+
+
 def activation_args(args: argparse.Namespace) -> list[str]:
-    extra = [] if args.confirm else ["--plan"]
+    extra = ["--plan"] if plans_only(args) else []
+    if getattr(args, "emergency", None) is not None:
+        extra.append(f"--emergency={args.emergency}")
     if getattr(args, "force_soak", False):
         extra.append("--force-soak")
     if args.lock_timeout is not None:
@@ -63,7 +74,14 @@ def cmd_precheck(args: argparse.Namespace) -> int:
 
 def cmd_activate(args: argparse.Namespace) -> int:
     """A phase's command (marketplace, launch...): the pytest arguments its phase gives."""
-    return run_suite(args, *args.suite_arguments(args), *activation_args(args))
+    code = run_suite(args, *args.suite_arguments(args), *activation_args(args))
+    if plans_only(args) and not args.plan:
+        print(
+            "nexusctl: plan only, nothing was changed. To apply it: "
+            f"nexusctl {' '.join(args.words)} --confirm",
+            file=sys.stderr,
+        )
+    return code
 
 
 def profile_of(args: argparse.Namespace) -> TargetProfile:
@@ -199,20 +217,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nexusctl",
         description="Check and activate Nexus COS phases through the nexus-deploy suite.",
-        epilog="Without --confirm, a phase command only plans: prechecks and the flag diff.",
+        epilog="marketplace enable/disable apply as written (--plan: the diff only); launch "
+        "applies with --confirm and only plans without it. --target and --reports-dir go "
+        "before or after the command.",
     )
-    parser.add_argument("--target", metavar="NAME|FILE", help="target profile (pfs/targets)")
-    parser.add_argument("--reports-dir", metavar="DIR", help="where run reports go")
+    _global_options(parser, given_after_the_command=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    commands.add_parser("precheck", help="run the prechecks").set_defaults(run=cmd_precheck)
+    precheck = commands.add_parser("precheck", help="run the prechecks")
+    precheck.set_defaults(run=cmd_precheck)
 
     for phase in phases.registered().values():
         phase.add_commands(commands, _activation_options)
 
-    commands.add_parser("status", help="current phase flags and lock holder").set_defaults(
-        run=cmd_status
-    )
+    status = commands.add_parser("status", help="current phase flags and lock holder")
+    status.set_defaults(run=cmd_status)
     rollback = commands.add_parser("rollback", help="run a deployment's rollback script")
     rollback.add_argument("run_id", nargs="?", metavar="RUN_ID", help="default: the newest")
     rollback.add_argument("--force", action="store_true", help="restore even after drift")
@@ -224,17 +243,51 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("files", nargs="+", metavar="FILE")
     verify.set_defaults(run=cmd_audit_verify)
 
-    commands.add_parser("history", help="runs recorded in the audit directory").set_defaults(
-        run=cmd_history
-    )
+    history = commands.add_parser("history", help="runs recorded in the audit directory")
+    history.set_defaults(run=cmd_history)
+    for command in (precheck, status, rollback, verify, history):
+        _global_options(command, given_after_the_command=True)
     return parser
 
 
-def _activation_options(sub: argparse.ArgumentParser, suite_arguments: SuiteArguments) -> None:
+def _global_options(parser: argparse.ArgumentParser, given_after_the_command: bool) -> None:
+    """--target and --reports-dir, accepted before the command and after it: after it, they are
+    left unset unless given (SUPPRESS), so that they do not undo what came before."""
+    default = argparse.SUPPRESS if given_after_the_command else None
+    parser.add_argument(
+        "--target", metavar="NAME|FILE", default=default, help="target profile (pfs/targets)"
+    )
+    parser.add_argument("--reports-dir", metavar="DIR", default=default, help="run reports go here")
+
+
+def _activation_options(
+    command: argparse.ArgumentParser,
+    suite_arguments: SuiteArguments,
+    *,
+    needs_confirm: bool = False,
+    emergency: bool = False,
+) -> None:
     """nexusctl's options of every phase command, and what the command runs."""
-    sub.add_argument("--confirm", action="store_true", help="change flags (default: plan only)")
-    sub.add_argument("--lock-timeout", metavar="SECONDS", help="wait for another deployment")
-    sub.set_defaults(run=cmd_activate, suite_arguments=suite_arguments)
+    command.add_argument("--plan", action="store_true", help="show the flag diff; change nothing")
+    command.add_argument(
+        "--confirm",
+        action="store_true",
+        help="apply the change (without it: plan only)"
+        if needs_confirm
+        else "accepted as written elsewhere; the change applies without it",
+    )
+    if emergency:
+        command.add_argument(
+            "--emergency",
+            metavar="REASON",
+            help="apply even with red prechecks (only configs, database and lock must hold); "
+            "audited as EMERGENCY_OVERRIDE with the reason",
+        )
+    command.add_argument("--lock-timeout", metavar="SECONDS", help="wait for another deployment")
+    _global_options(command, given_after_the_command=True)
+    command.set_defaults(
+        run=cmd_activate, suite_arguments=suite_arguments, needs_confirm=needs_confirm
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -246,6 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         arguments, pytest_args = arguments[:cut], arguments[cut + 1 :]
     args = build_parser().parse_args(arguments)
     args.pytest_args = pytest_args
+    args.words = [shlex.quote(word) for word in arguments]  # to say how to apply a plan
     try:
         code: int = args.run(args)
     except ProfileError as exc:

@@ -95,6 +95,9 @@ class Rollout:
             return GuardResult([f"wave {move.wave} needs wave {move.wave - 1}; at wave {active}"])
         return GuardResult()
 
+    def turns_off(self, move: Wave) -> bool:
+        return move.wave == 0
+
     def requirements(
         self,
         config: RolloutConfig,

@@ -7,14 +7,16 @@ The activation tests call these steps in order; each step audits what it did and
 from __future__ import annotations
 
 import datetime as dt
+import os
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from nexus_deploy import db
+from nexus_deploy import db, phases
 from nexus_deploy.audit import AuditLog
 from nexus_deploy.change import guard, rollback
 from nexus_deploy.change.flags import decoded, read_rows, restore_statements, write_values
@@ -25,6 +27,7 @@ from nexus_deploy.change.request import ActivationRequest
 from nexus_deploy.change.verify import Visibility, wait_until_visible
 from nexus_deploy.config.profile import TargetProfile
 from nexus_deploy.phases import PhaseConfigs, load_phase_configs
+from nexus_deploy.phases.base import ConfigError
 from nexus_deploy.values import FlagRow
 
 
@@ -38,6 +41,7 @@ class Progress:
     refusal: str = ""
     committed: bool = False
     rolled_back: bool = False
+    unconfirmed: str = ""  # a move down the gateway could not confirm: left as written
     rollback: rollback.RollbackFiles | None = None
 
 
@@ -102,7 +106,14 @@ class Deployment:
             reason = " ".join(str(exc).split())[:200]
             self.audit.write("LOCK_DENIED", reason=reason)
             return f"cannot take the deployment lock: {reason}"
-        self.audit.write("LOCK_ACQUIRED", **holder, lock_file=str(self.lock_file))
+        # pid= and timestamp= as the platform's runbook shows the line.
+        self.audit.write(
+            "LOCK_ACQUIRED",
+            pid=os.getpid(),
+            timestamp=int(time.time()),
+            **holder,
+            lock_file=str(self.lock_file),
+        )
         return None
 
     def release_lock(self) -> None:
@@ -120,8 +131,16 @@ class Deployment:
     def configs(self) -> PhaseConfigs:
         """The phase configs, read once: what is applied is what was planned and guarded."""
         if self._configs is None:
-            self._configs = load_phase_configs(self.config_dir)
+            try:
+                self._configs = load_phase_configs(self.config_dir)
+            except ConfigError as exc:  # CONFIG said so too, unless an emergency overrode it
+                raise Refused(f"the phase configs are not valid: {exc}") from None
         return self._configs
+
+    @property
+    def moving_down(self) -> bool:
+        """Whether the move only turns features off (verification then never turns them on)."""
+        return phases.phase_named(self.request.phase).turns_off(self.request.move)
 
     def current_rows(self) -> dict[str, FlagRow]:
         return read_rows(self.connection, self.profile.database.flag_table)
@@ -209,12 +228,24 @@ class Deployment:
             return
         expected = {c.key: c.new for c in self.progress.changes}
         spec = self.profile.gateway
+        # An emergency looks once: the gateway may be what is down, and the flags stay as
+        # written whatever it shows (see below); waiting would only delay the kill switch.
+        timeout_s = 0.0 if self.request.emergency is not None else spec.verify_timeout_s
         try:
-            seen = wait_until_visible(spec, expected, spec.verify_timeout_s)
+            seen = wait_until_visible(spec, expected, timeout_s)
         except Exception as exc:
             seen = Visibility(False, 0.0, f"verification failed: {type(exc).__name__}: {exc}")
         if seen.ok:
             self.audit.write("VERIFY", status="PASS", elapsed_s=round(seen.elapsed_s, 3))
+            return
+        if self.moving_down:
+            # Rolling back a move down would turn features on again, maybe during the very
+            # incident that turned them off: the flags stay off, and the run says so.
+            self.progress.unconfirmed = seen.problem
+            self.audit.write(
+                "VERIFY", status="UNCONFIRMED", elapsed_s=round(seen.elapsed_s, 3),
+                reason=seen.problem, kept="the flags as written (a move down is never undone)",
+            )  # fmt: skip
             return
         self.audit.write(
             "VERIFY", status="FAIL", elapsed_s=round(seen.elapsed_s, 3), reason=seen.problem

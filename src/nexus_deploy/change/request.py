@@ -19,6 +19,7 @@ class ActivationRequest:
     plan_only: bool = False
     force_soak: bool = False
     lock_timeout_s: float = 0.0
+    emergency: str | None = None  # the reason of an emergency move down (--emergency)
 
     @property
     def phase(self) -> str:
@@ -36,12 +37,14 @@ def parse_request(
     force_soak: bool,
     lock_timeout: str | None,
     config_dir: Path,
+    emergency: str | None = None,
 ) -> ActivationRequest | None:
     """Validate the activation options together; None when no activation was asked for.
     ``given`` holds every phase option by flag (``--step``: "2", or None when not given)."""
     if phase is None:
         given_flags = [flag for flag, value in given.items() if value is not None]
         stray = [*given_flags, *(["--lock-timeout"] if lock_timeout is not None else [])]
+        stray += ["--emergency"] if emergency is not None else []
         stray += [name for name, on in (("--plan", plan_only), ("--force-soak", force_soak)) if on]
         if stray:
             raise RequestError(f"{', '.join(stray)} needs --activate")
@@ -60,7 +63,22 @@ def parse_request(
     move = chosen.parse(
         {flag: given.get(flag) for flag in takes}, _config_or_none(chosen, config_dir)
     )
-    return ActivationRequest(move, plan_only, force_soak, timeout)
+    if emergency is not None:
+        _emergency_reason(emergency)
+        if not chosen.turns_off(move):
+            raise RequestError(
+                f"--emergency only turns features off; {move.summary} does not "
+                "(an emergency moves down only)"
+            )
+    return ActivationRequest(move, plan_only, force_soak, timeout, emergency)
+
+
+def _emergency_reason(text: str) -> None:
+    # The reason goes into every report and the audit: one printable line an operator wrote.
+    if not text.strip():
+        raise RequestError('--emergency needs a reason: --emergency "what happened"')
+    if len(text) > 200 or not text.isprintable():
+        raise RequestError("--emergency REASON: one line of at most 200 printable characters")
 
 
 def _config_or_none(phase: phases.AnyPhase, config_dir: Path) -> Any:

@@ -26,7 +26,8 @@ class RegistryError(Exception):
 
 
 REQUIRED = ("name", "title", "config_files", "options", "load", "parse", "desired_flags",
-            "guard", "requirements", "status", "figures", "add_commands")  # fmt: skip
+            "guard", "turns_off", "requirements", "status", "figures",
+            "add_commands")  # fmt: skip
 
 
 @functools.cache

@@ -30,9 +30,22 @@ M = TypeVar("M", bound=BaseModel)
 
 # What a nexusctl command of a phase hands the suite: the pytest arguments of its request.
 SuiteArguments = Callable[[argparse.Namespace], list[str]]
-# nexusctl's own options of every activation command (--confirm, --lock-timeout...), added by
-# the phase to each of its commands with the SuiteArguments the command runs.
-ActivationOptions = Callable[[argparse.ArgumentParser, SuiteArguments], None]
+
+
+class ActivationOptions(Protocol):
+    """nexusctl's own options of an activation command (--plan, --confirm, --lock-timeout...),
+    added by a phase to each of its commands with the SuiteArguments the command runs.
+    ``needs_confirm``: without --confirm the command only plans (the launch, as the runbook
+    writes it). ``emergency``: the command takes --emergency REASON (its moves turn off)."""
+
+    def __call__(
+        self,
+        command: argparse.ArgumentParser,
+        suite_arguments: SuiteArguments,
+        *,
+        needs_confirm: bool = False,
+        emergency: bool = False,
+    ) -> None: ...
 
 
 class ConfigError(Exception):
@@ -130,6 +143,10 @@ class Phase(Protocol[ConfigT, MoveT]):
         force_soak: bool,
     ) -> GuardResult:
         """Whether the move may go from the current rows: one step at a time, soaks kept..."""
+
+    def turns_off(self, move: MoveT) -> bool:
+        """Whether the move only turns features off: the moves an emergency may make (with red
+        prechecks, no soak, and a verification that never turns anything back on)."""
 
     def requirements(
         self, config: ConfigT, current: Mapping[str, JsonValue], after: Mapping[str, JsonValue]

@@ -267,6 +267,9 @@ class Launch:
                     result.refusals.append(f"global launch prerequisite unmet: {unmet}")
         return result
 
+    def turns_off(self, move: LaunchMode) -> bool:
+        return move.mode == "founder"
+
     def requirements(
         self, config: LaunchConfig, current: Mapping[str, JsonValue], after: Mapping[str, JsonValue]
     ) -> list[str]:
@@ -295,7 +298,7 @@ class Launch:
             required=True,
             help="global: the public launch; founder: back to the invite-only pre-launch platform",
         )
-        activation_options(launch, self.suite_arguments)
+        activation_options(launch, self.suite_arguments, needs_confirm=True, emergency=True)
 
     def suite_arguments(self, args: argparse.Namespace) -> list[str]:
         return [f"--activate={self.name}", f"--mode={args.mode}"]

@@ -258,6 +258,9 @@ class Marketplace:
             result.refusals.append(message + " (--force-soak overrides)")
         return result
 
+    def turns_off(self, move: MarketStep) -> bool:
+        return move.step == 0
+
     def requirements(
         self,
         config: MarketplaceConfig,
@@ -293,7 +296,8 @@ class Marketplace:
         disable = actions.add_parser("disable", help="turn the marketplace off (step 0)")
         for sub in (enable, disable):
             sub.add_argument("--phase", type=int, choices=[3], required=True, help="always 3")
-            activation_options(sub, self.suite_arguments)
+        activation_options(enable, self.suite_arguments)
+        activation_options(disable, self.suite_arguments, emergency=True)
 
     def suite_arguments(self, args: argparse.Namespace) -> list[str]:
         step = str(args.step) if args.action == "enable" else "0"

@@ -56,6 +56,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="move up before the soak time is over (audited)",
     )
     group.addoption(
+        "--emergency",
+        dest="nexus_emergency",
+        metavar="REASON",
+        default=None,
+        help="an emergency move down (a feature off, founder mode): runs even with red prechecks "
+        "(only the write's own needs must hold: configs valid, database, lock); audited",
+    )
+    group.addoption(
         "--lock-timeout",
         dest="nexus_lock_timeout",
         metavar="SECONDS",

@@ -22,7 +22,7 @@ from nexus_deploy.suite.prechecks import (
     junit_status,
     outcome_of,
 )
-from nexus_deploy.suite.run import DeploymentRun
+from nexus_deploy.suite.run import EMERGENCY, DeploymentRun
 from nexus_deploy.suite.startup import build_run
 from nexus_deploy.suite.verdict import shorten_self_explaining
 
@@ -184,11 +184,16 @@ class RunHooks(ListingHooks):
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("nexus-deploy")
+        summary = self.run.summary()
+        for name, value in summary[:1]:
+            if name == EMERGENCY:  # an emergency comes first, in every report
+                terminalreporter.line(f"{name:>15}: {value}", red=True, bold=True)
+                summary = summary[1:]
         for note in self.run.notes:
             terminalreporter.line(f"note: {note}", yellow=True)
         for line, status in self.run.tally.lines():
             terminalreporter.line(line, **{STATUS_COLOURS[status]: True})
-        for name, value in self.run.summary():
+        for name, value in summary:
             terminalreporter.line(f"{name:>15}: {value}")
         for label, path in self.run.written():
             terminalreporter.line(f"{label:>15}: {path}")

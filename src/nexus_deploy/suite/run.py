@@ -25,6 +25,9 @@ if TYPE_CHECKING:  # a precheck run never loads the activation stack
     from nexus_deploy.change.deployment import Deployment
 
 
+EMERGENCY = "EMERGENCY"  # the summary line of an emergency move, first wherever it is shown
+
+
 class DeploymentRun:
     """The plugin object of one run: its audit log, its gate, its activation if one was asked."""
 
@@ -49,6 +52,7 @@ class DeploymentRun:
         self.tally = Tally(prechecks)
         self.notes: list[str] = []
         self.gate_problems: list[str] = []
+        self.red_prechecks: list[str] = []  # failed or not run, yet overridden by an emergency
         self.activation_started = False
         self.deployment: Deployment | None = None
         self._prechecks_ended = False
@@ -83,6 +87,7 @@ class DeploymentRun:
             self.gate_problems.append(note)  # no activation without its audit in place
         self.audit.write(
             "DEPLOYMENT_START",
+            timestamp=int(time.time()),  # the runbook's field: seconds since the epoch
             run_id=self.run_id,
             version=__version__,
             target=self.profile.name,
@@ -107,7 +112,12 @@ class DeploymentRun:
     def collected(self, items: list[pytest.Item], tell: Callable[[str], None]) -> None:
         """The prechecks are known: audit them and gather their facts."""
         names = [name for name in map(precheck_name, items) if name]
-        self.audit.write("PRECHECK_START", selected=len(names), order=",".join(names) or "none")
+        self.audit.write(
+            "PRECHECK_START",
+            timestamp=int(time.time()),
+            selected=len(names),
+            order=",".join(names) or "none",
+        )
         start_wanted(
             self.prefetch, [i for i in items if precheck_name(i)], self.profile, self.config_dir
         )
@@ -150,7 +160,20 @@ class DeploymentRun:
     def gate_before_activation(self) -> list[str]:
         """At the first activation test: end the prechecks and decide; [] opens the gate."""
         self.end_prechecks()
-        self.close_gate(runtime_problems(self.tally))
+        emergency = self.request.emergency if self.request else None
+        if emergency is None:
+            self.close_gate(runtime_problems(self.tally))
+        elif not self.activation_started and not self.gate_problems:
+            # Red prechecks do not stop an emergency move down: what its write needs (valid
+            # configs, the database, the lock) the write itself proves or refuses.
+            self.red_prechecks = [*self.tally.failed, *self.tally.not_run]
+            self.audit.write(
+                "EMERGENCY_OVERRIDE",
+                reason=emergency,
+                operator=operator(),
+                red=",".join(self.red_prechecks) or "none",
+                request=self.request.summary if self.request else "",
+            )
         if not self.gate_problems and not self.activation_started:
             self.audit.write("GATE_OPEN", prechecks=len(self.tally.outcomes))
         self.activation_started = True
@@ -167,7 +190,18 @@ class DeploymentRun:
             return pytest.ExitCode.TESTS_FAILED
         if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:  # -k or -m left nothing to run
             return pytest.ExitCode.TESTS_FAILED  # asked to activate, and it did not run
+        if self.emergency_applied and exitstatus == pytest.ExitCode.TESTS_FAILED:
+            # The move down took effect: what an emergency is for. Its red prechecks are in
+            # every report and the audit, first.
+            return pytest.ExitCode.OK
         return exitstatus
+
+    @property
+    def emergency_applied(self) -> bool:
+        """An emergency move down that committed (and so was not refused by anything)."""
+        progress = self.deployment.progress if self.deployment else None
+        emergency = self.request is not None and self.request.emergency is not None
+        return emergency and progress is not None and progress.committed
 
     def finish(self, exitstatus: int) -> None:
         interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
@@ -184,7 +218,7 @@ class DeploymentRun:
         self.audit.write(
             "DEPLOYMENT_COMPLETE",
             duration=round(time.monotonic() - self._started, 2),
-            status="success" if exitstatus == 0 else "failed",
+            status="failed" if exitstatus else "emergency" if self.emergency_applied else "success",
         )
         self.audit.close()
 
@@ -200,9 +234,18 @@ class DeploymentRun:
         """What the run decided, for the terminal, the JUnit properties and the HTML report."""
         if self.request is None:
             return []
-        lines = [
+        lines = []
+        if self.request.emergency is not None:  # first, wherever the summary is shown
+            red = ", ".join(self.red_prechecks) or "none"
+            lines.append(
+                (
+                    EMERGENCY,
+                    f"{self.request.emergency} (operator {operator()}; red prechecks: {red})",
+                )
+            )
+        lines.append(
             ("request", self.request.summary + (" (plan only)" if self.request.plan_only else ""))
-        ]
+        )
         outcome = self.deployment.progress if self.deployment else None
         if self.gate_problems:
             lines.append(("activation", "not run: " + "; ".join(self.gate_problems)))
@@ -211,6 +254,8 @@ class DeploymentRun:
         else:
             state = (
                 "rolled back automatically" if outcome.rolled_back
+                else f"committed, not confirmed by the gateway ({outcome.unconfirmed}); the "
+                "flags stay as written" if outcome.unconfirmed
                 else "committed" if outcome.committed
                 else f"refused by the guard ({outcome.refusal})" if outcome.refusal
                 else "plan only, nothing changed" if self.request.plan_only

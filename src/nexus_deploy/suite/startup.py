@@ -81,6 +81,7 @@ def request_from_options(option: Any, config_dir: Path) -> ActivationRequest | N
         option.nexus_force_soak,
         option.nexus_lock_timeout,
         config_dir,
+        option.nexus_emergency,
     )
 
 
