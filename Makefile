@@ -27,3 +27,4 @@ lint: setup
 bench: sandbox
 	$(VENV)/python bench/precheck.py
 	$(VENV)/python bench/activation.py
+	$(VENV)/python bench/killswitch.py

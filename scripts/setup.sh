@@ -31,4 +31,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   .venv/bin/pip install -q -c constraints.txt -e '.[dev]'
   echo "$wanted" > "$stamp"
 fi
+# nexusctl on PATH, as the runbook types it (a link, so the checkout stays the one that runs).
+if [ -w /usr/local/bin ] && [ "$(readlink /usr/local/bin/nexusctl)" != "$PWD/.venv/bin/nexusctl" ]; then
+  ln -sfn "$PWD/.venv/bin/nexusctl" /usr/local/bin/nexusctl
+  echo "[setup] nexusctl on PATH: /usr/local/bin/nexusctl -> $PWD/.venv/bin/nexusctl"
+fi
 echo "[setup] ready: $(.venv/bin/python --version), $(.venv/bin/pytest --version 2>&1)"

@@ -4,6 +4,8 @@ one entry point, and the package's layers import one way only."""
 from __future__ import annotations
 
 import ast
+import datetime as dt
+import json
 import os
 import re
 import shutil
@@ -18,7 +20,12 @@ import pytest
 import yaml
 from suite import REPO, SuiteRun, parse_audit
 
+from nexus_deploy.change import guard
+from nexus_deploy.change.request import ActivationRequest
+from nexus_deploy.phases import load_phase_configs
+from nexus_deploy.phases.marketplace import MarketStep
 from nexus_deploy.suite.prechecks import CatalogueError, catalogue
+from nexus_deploy.values import FlagRow
 
 SUITE_PARTS = ("conftest.py", "pyproject.toml", "checks", "activation", "fixtures", "pfs")
 
@@ -288,3 +295,34 @@ def test_nothing_outside_a_phase_module_names_a_phase_or_a_step() -> None:
                 if word in text:
                     named.append(f"{path.relative_to(REPO)}: {text!r}")
     assert named == []
+
+
+# --- the rule between phases ----------------------------------------------------------------
+
+
+def rows_at(**values: Any) -> dict[str, FlagRow]:
+    """Flag rows as stored, set long enough ago that no soak is pending."""
+    return {
+        key.replace("_", "."): FlagRow(
+            key.replace("_", "."), json.dumps(value), "2026-01-01 00:00:00+00", "tests"
+        )
+        for key, value in values.items()
+    }
+
+
+def test_the_launch_refuses_only_the_marketplace_moves_that_break_its_prerequisites() -> None:
+    configs = load_phase_configs(REPO / "pfs")
+    now = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+    launched = {"launch_mode": "global", "marketplace_enabled": True}
+
+    def refusals(at_step: int, to_step: int) -> list[str]:
+        rows = rows_at(**launched, marketplace_step=at_step)
+        request = ActivationRequest(MarketStep("phase3", to_step))
+        return guard.check(request, rows, configs, now).refusals
+
+    (lowering,) = refusals(4, 3)
+    assert lowering.startswith("the global launch needs it: marketplace.step is 3")
+    assert refusals(4, 4) == []
+    # Below the full marketplace already (a rollback script ran): moving back up is allowed.
+    assert refusals(3, 4) == []
+    assert refusals(2, 3) == []

@@ -217,9 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nexusctl",
         description="Check and activate Nexus COS phases through the nexus-deploy suite.",
-        epilog="marketplace enable/disable apply as written (--plan: the diff only); launch "
-        "applies with --confirm and only plans without it. --target and --reports-dir go "
-        "before or after the command.",
+        epilog="A phase command applies as written (--plan: the diff only), except where it "
+        "takes --confirm: then it only plans without it. --target and --reports-dir go before "
+        "or after the command.",
     )
     _global_options(parser, given_after_the_command=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -297,7 +297,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--" in arguments:
         cut = arguments.index("--")
         arguments, pytest_args = arguments[:cut], arguments[cut + 1 :]
-    args = build_parser().parse_args(arguments)
+    try:
+        parser = build_parser()
+    except phases.RegistryError as exc:  # another package's phase: say which, not a traceback
+        print(f"nexusctl: {exc}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(arguments)
     args.pytest_args = pytest_args
     args.words = [shlex.quote(word) for word in arguments]  # to say how to apply a plan
     try:

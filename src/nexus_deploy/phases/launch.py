@@ -23,6 +23,7 @@ from nexus_deploy.phases.base import (
     ActivationOptions,
     GuardResult,
     Move,
+    Phase,
     PhaseOption,
     RequestError,
     StrictModel,
@@ -273,13 +274,19 @@ class Launch:
     def requirements(
         self, config: LaunchConfig, current: Mapping[str, JsonValue], after: Mapping[str, JsonValue]
     ) -> list[str]:
-        """While the platform is launched globally, what another move would break."""
+        """While the platform is launched globally, which of its prerequisites another move
+        would break (one already unmet, e.g. after a rollback script, is not this move's doing)."""
         if current.get(MODE_KEY) != "global":
             return []
+        broken = [
+            unmet
+            for prerequisite in launch_prerequisites(config)
+            if prerequisite.unmet(current) is None and (unmet := prerequisite.unmet(after))
+        ]
         return [
             f"the global launch needs it: {unmet}; return to founder mode first "
             f"(--activate {self.name} --mode founder)"
-            for unmet in filter(None, (p.unmet(after) for p in launch_prerequisites(config)))
+            for unmet in broken
         ]
 
     def status(self, flags: Mapping[str, JsonValue]) -> list[tuple[str, str]]:
@@ -305,4 +312,4 @@ class Launch:
 
 
 # The registry's entry point (pyproject.toml, group nexus_deploy.phases).
-PHASE = Launch()
+PHASE: Phase[LaunchConfig, LaunchMode] = Launch()

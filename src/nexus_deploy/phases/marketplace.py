@@ -22,6 +22,7 @@ from nexus_deploy.phases.base import (
     ActivationOptions,
     GuardResult,
     Move,
+    Phase,
     PhaseOption,
     RequestError,
     StrictModel,
@@ -320,4 +321,4 @@ def step_to_open(text: str) -> int:
 
 
 # The registry's entry point (pyproject.toml, group nexus_deploy.phases).
-PHASE = Marketplace()
+PHASE: Phase[MarketplaceConfig, MarketStep] = Marketplace()

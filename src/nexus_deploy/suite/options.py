@@ -95,7 +95,13 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     # a slow probe can run for free (see nexus_deploy.suite.prefetch), and in which the
     # collector can be held off until the tests are collected (see ...suite.startup_gc).
     if not (early_config.rootpath / TARGETS_DIR).is_dir():
-        return  # another pytest run in this environment (the deployer's own tests, say)
+        # Another pytest run in this environment (the deployer's own tests, say), or a rootdir
+        # moved by `--target /x/t.yaml`: the phases' options still parse then, so that the
+        # plugin can say what went wrong rather than argparse "unrecognized arguments".
+        known = early_config.known_args_namespace
+        if known.nexus_activate is not None or known.nexus_target is not None:
+            add_phase_options(parser)
+        return
     from nexus_deploy.suite import prefetch, startup_gc  # imported here: every pytest run loads us
 
     startup_gc.pause()

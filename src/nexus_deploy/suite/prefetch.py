@@ -168,7 +168,12 @@ def start_wanted(
         declare = getattr(module, WANTED_FACTS, None)
         if declare is None:
             continue  # a precheck with no slow call to start
-        wanted: Wanted = declare(profile, config_dir)
+        try:
+            wanted = declare(profile, config_dir)
+        except Exception:  # the precheck then makes its own calls, and fails on its own if so
+            continue
+        if not isinstance(wanted, Wanted):
+            continue  # likewise: a declaration we cannot read costs time, not correctness
         calls = list(wanted.from_deployer)
         if host is not None:
             calls += [(call, (host, *args)) for call, args in wanted.on_host]
