@@ -1,7 +1,8 @@
 """Activation: plan, then apply and verify; runs only after every precheck passed.
 
-The plugin keeps these out of a run that has no --activate, that deselected a precheck, or
-whose prechecks failed; --plan keeps the apply test out. It also orders them after the
+The plugin keeps these out of a run that has no --activate (or --prepare), that deselected a
+precheck, or whose prechecks failed; --plan keeps only the plan, --prepare only the restore
+point. It also orders them after the
 prechecks (see nexus_deploy.suite.gate.run_order).
 """
 
@@ -10,6 +11,13 @@ from __future__ import annotations
 import pytest
 
 from nexus_deploy.suite.verdict import refusal_fails
+
+
+@pytest.mark.activation("prepare")
+def test_restore_point(deployment, record_property):
+    with refusal_fails():
+        deployment.take_restore_point()
+    record_property("restore_point", str(deployment.progress.restore_point.snapshot))
 
 
 @pytest.mark.activation("plan")

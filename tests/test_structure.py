@@ -225,13 +225,14 @@ PACKAGE = REPO / "src" / "nexus_deploy"
 MAY_IMPORT = {
     "values": set(),
     "audit": set(),
+    "runid": set(),
     "config": set(),
     "db": {"config"},
     "facts": {"config", "db"},
     "phases": {"config", "values"},
-    "change": {"audit", "config", "db", "facts", "phases", "values"},
-    "suite": {"audit", "change", "config", "facts", "phases", "values"},
-    "cli": {"audit", "change", "config", "db", "facts", "phases", "values"},
+    "change": {"audit", "config", "db", "facts", "phases", "runid", "values"},
+    "suite": {"audit", "change", "config", "facts", "phases", "runid", "values"},
+    "cli": {"audit", "change", "config", "db", "facts", "phases", "runid", "values"},
 }
 
 

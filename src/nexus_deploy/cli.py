@@ -15,17 +15,22 @@ import shlex
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import psycopg
 
-from nexus_deploy import audit, db, phases
+from nexus_deploy import __version__, audit, db, phases
+from nexus_deploy.audit import AuditLog
+from nexus_deploy.change import restore_point
 from nexus_deploy.change.flags import decoded, read_rows
-from nexus_deploy.change.lock import holder_of
+from nexus_deploy.change.lock import DeploymentLock, LockDenied, holder_of
+from nexus_deploy.change.refusal import Refused
 from nexus_deploy.config.profile import ProfileError, TargetProfile, load_profile
 from nexus_deploy.config.targets import resolve_target_path
 from nexus_deploy.phases.base import SuiteArguments
+from nexus_deploy.runid import is_run_id, new_run_id, operator
 from nexus_deploy.values import to_json
 
 ROOT_ENV_VAR = "NEXUS_DEPLOY_ROOT"
@@ -110,7 +115,19 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    if args.to is not None:
+        if args.run_id:
+            print("nexusctl: give RUN_ID or --to RUN_ID, not both", file=sys.stderr)
+            return 2
+        return cmd_restore_to(args)
     audit_dir = profile_of(args).audit.dir
+    if args.run_id and not is_run_id(args.run_id):  # it becomes part of a path
+        print(
+            f"nexusctl: no rollback-{args.run_id}.sh in {audit_dir}: {args.run_id!r} is not a "
+            "run id (YYYYMMDDTHHMMSSZ-xxxx)",
+            file=sys.stderr,
+        )
+        return 2
     if args.run_id:
         scripts = [audit_dir / f"rollback-{args.run_id}.sh"]
         wanted = scripts[0].name
@@ -127,6 +144,65 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     script = scripts[-1]
     print(f"nexusctl: running {script} (deployment status {script_status(script)})")
     return subprocess.call(["bash", str(script), *(["--force"] if args.force else [])])
+
+
+def cmd_restore_to(args: argparse.Namespace) -> int:
+    """The whole flag table back to run RUN_ID's restore point, audited as a deployment of its
+    own, which first saves the table as it is (so `rollback --to` that run undoes this)."""
+    profile = profile_of(args)
+    try:
+        point = restore_point.files_of(profile.backup.dir, args.to)
+    except Refused as exc:
+        print(f"nexusctl: {exc}", file=sys.stderr)
+        return 2
+    if not point.state.is_file():
+        print(
+            f"nexusctl: no restore point {point.state.name} in {profile.backup.dir}",
+            file=sys.stderr,
+        )
+        return 2
+    run_id, started = new_run_id(), time.monotonic()
+    lock_file = profile.audit.dir / ".deploy.lock"
+    by = f"nexus-deploy run={run_id} operator={operator()}"
+    audit = AuditLog(profile.audit.dir / f"deployment-{run_id}.log")
+    audit.write(
+        "DEPLOYMENT_START", timestamp=int(time.time()), run_id=run_id, version=__version__,
+        target=profile.name, request=f"restore to {args.to}", operator=operator(),
+    )  # fmt: skip
+    code, status = 1, "failed"
+    try:
+        with db.connect(profile.database, autocommit=True) as connection:
+            lock = DeploymentLock(connection, lock_file, {"run_id": run_id})
+            lock.acquire(float(args.lock_timeout or 0))
+            audit.write("LOCK_ACQUIRED", pid=os.getpid(), timestamp=int(time.time()))
+            try:
+                saved, changed = restore_point.restore_table(
+                    connection, point, profile.backup.dir, run_id, profile.database,
+                    lock_file, audit, by,
+                )  # fmt: skip
+            finally:
+                lock.release()
+                audit.write("LOCK_RELEASED", run_id=run_id)
+        audit.write("RESTORE_COMPLETE", to=args.to, changed=changed)
+        print(
+            f"nexusctl: the flag table is back at restore point {args.to} ({changed} rows "
+            f"changed); the table as it was is restore point {saved.run_id}: "
+            f"nexusctl rollback --to {saved.run_id} undoes this"
+        )
+        code, status = 0, "success"
+    except LockDenied as denied:
+        audit.write("LOCK_DENIED", holder=str(denied))
+        print(f"nexusctl: another deployment holds the lock: {denied}", file=sys.stderr)
+        code = 3
+    except (Refused, psycopg.Error, OSError) as exc:
+        reason = " ".join(str(exc).split())[:300]
+        audit.write("RESTORE_FAILED", reason=reason)
+        print(f"nexusctl: restore to {args.to} failed, nothing changed: {reason}", file=sys.stderr)
+    finally:
+        duration = round(time.monotonic() - started, 2)
+        audit.write("DEPLOYMENT_COMPLETE", duration=duration, status=status)
+        audit.close()
+    return code
 
 
 def script_status(script: Path) -> str:
@@ -235,6 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = commands.add_parser("rollback", help="run a deployment's rollback script")
     rollback.add_argument("run_id", nargs="?", metavar="RUN_ID", help="default: the newest")
     rollback.add_argument("--force", action="store_true", help="restore even after drift")
+    rollback.add_argument(
+        "--to",
+        metavar="RUN_ID",
+        help="put the whole flag table back to that run's restore point (itself saved first)",
+    )
+    rollback.add_argument("--lock-timeout", metavar="SECONDS", help="wait for another deployment")
     rollback.set_defaults(run=cmd_rollback)
 
     audit_cmd = commands.add_parser("audit", help="audit log tools")

@@ -18,7 +18,7 @@ import psycopg
 
 from nexus_deploy import db, phases
 from nexus_deploy.audit import AuditLog
-from nexus_deploy.change import guard, rollback
+from nexus_deploy.change import guard, restore_point, rollback
 from nexus_deploy.change.flags import decoded, read_rows, restore_statements, write_values
 from nexus_deploy.change.lock import DeploymentLock, LockDenied
 from nexus_deploy.change.plan import Change, desired_flags, diff
@@ -43,6 +43,7 @@ class Progress:
     rolled_back: bool = False
     unconfirmed: str = ""  # a move down the gateway could not confirm: left as written
     rollback: rollback.RollbackFiles | None = None
+    restore_point: restore_point.RestorePoint | None = None
 
 
 class Deployment:
@@ -140,10 +141,41 @@ class Deployment:
     @property
     def moving_down(self) -> bool:
         """Whether the move only turns features off (verification then never turns them on)."""
-        return phases.phase_named(self.request.phase).turns_off(self.request.move)
+        move = self.request.wanted
+        return phases.phase_named(move.phase).turns_off(move)
 
     def current_rows(self) -> dict[str, FlagRow]:
         return read_rows(self.connection, self.profile.database.flag_table)
+
+    def take_restore_point(self) -> None:
+        """Before anything changes: the whole flag table into the backup directory, with the
+        script that restores it. A deployment that activates nothing (--prepare) also leaves
+        its rollback script in the audit directory, returning the table to this point."""
+        if self._lock is None:
+            raise Refused("the deployment lock is not held")
+        database, backup_dir = self.profile.database, self.profile.backup.dir
+        rows = read_rows(self.connection, database.flag_table)
+        point = restore_point.take_rows(
+            rows, backup_dir, self.run_id, database, self.lock_file, self.written_by
+        )
+        self.progress.restore_point = point
+        self.audit.write(
+            "RESTORE_POINT",
+            snapshot=str(point.snapshot),
+            script=str(point.files.script),
+            keys=point.keys,
+            sha256=point.sha256,
+        )
+        if self.request.move is None:
+            files = rollback.RollbackFiles.for_run(self.profile.audit.dir, self.run_id)
+            sha = restore_point.write(
+                files, rows, self.run_id, database, self.lock_file, self.written_by
+            )
+            self.progress.rollback = files
+            self.audit.write(
+                "ROLLBACK_WRITTEN", script=str(files.script), sha256=sha, keys=len(rows),
+                restores="the restore point",
+            )  # fmt: skip
 
     def make_plan(self) -> list[Change]:
         """Desired flags against current rows; audited line by line, changes nothing."""
@@ -286,7 +318,7 @@ class Deployment:
         """Mark the rollback script with how the activation ended, then let go of the lock."""
         files = self.progress.rollback
         try:
-            if files is not None:
+            if files is not None and self.request.move is not None:
                 status = (
                     "auto-rolled-back" if self.progress.rolled_back
                     else "committed" if self.progress.committed

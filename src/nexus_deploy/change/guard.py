@@ -20,12 +20,13 @@ def check(
     now: dt.datetime,
 ) -> GuardResult:
     """What stands between the platform's current flags and the requested ones."""
-    moving = phases.phase_named(request.phase)
-    config = configs[request.phase]
-    result = moving.guard(config, request.move, rows, now, request.force_soak)
+    move = request.wanted
+    moving = phases.phase_named(move.phase)
+    config = configs[move.phase]
+    result = moving.guard(config, move, rows, now, request.force_soak)
     current = {key: row.decoded for key, row in rows.items()}
-    after = {**current, **moving.desired_flags(config, request.move)}
+    after = {**current, **moving.desired_flags(config, move)}
     for name, other in phases.registered().items():
-        if name != request.phase:
+        if name != move.phase:
             result.refusals += other.requirements(configs[name], current, after)
     return result

@@ -33,8 +33,8 @@ class Change:
 
 def desired_flags(request: ActivationRequest, configs: PhaseConfigs) -> dict[str, JsonValue]:
     """Every flag value the requested move writes."""
-    phase = phases.phase_named(request.phase)
-    return phase.desired_flags(configs[request.phase], request.move)
+    move = request.wanted
+    return phases.phase_named(move.phase).desired_flags(configs[move.phase], move)
 
 
 def diff(current: dict[str, JsonValue], desired: dict[str, JsonValue]) -> list[Change]:

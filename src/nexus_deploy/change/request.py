@@ -8,14 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from nexus_deploy import phases
+from nexus_deploy.change.refusal import Refused
 from nexus_deploy.phases.base import ConfigError, Move, RequestError
+
+PREPARE_SUMMARY = "deploy (activates nothing)"
 
 
 @dataclass(frozen=True)
 class ActivationRequest:
-    """A validated ``--activate`` request: the phase, the move it asks of it, and how."""
+    """A validated deployment request: the phase and the move asked of it (``--activate``), or
+    none (``--prepare``: a deployment that activates nothing), and how to go about it."""
 
-    move: Move
+    move: Move | None
     plan_only: bool = False
     force_soak: bool = False
     lock_timeout_s: float = 0.0
@@ -23,11 +27,18 @@ class ActivationRequest:
 
     @property
     def phase(self) -> str:
-        return self.move.phase
+        return self.move.phase if self.move else ""
 
     @property
     def summary(self) -> str:
-        return self.move.summary
+        return self.move.summary if self.move else PREPARE_SUMMARY
+
+    @property
+    def wanted(self) -> Move:
+        """The move to plan and apply; a deployment that activates nothing has none."""
+        if self.move is None:
+            raise Refused("this deployment activates nothing (--prepare): no move to make")
+        return self.move
 
 
 def parse_request(
@@ -38,9 +49,18 @@ def parse_request(
     lock_timeout: str | None,
     config_dir: Path,
     emergency: str | None = None,
+    prepare: bool = False,
 ) -> ActivationRequest | None:
     """Validate the activation options together; None when no activation was asked for.
     ``given`` holds every phase option by flag (``--step``: "2", or None when not given)."""
+    if prepare:
+        extra = [flag for flag, value in given.items() if value is not None]
+        extra += ["--activate"] if phase is not None else []
+        extra += [n for n, on in (("--plan", plan_only), ("--force-soak", force_soak)) if on]
+        extra += ["--emergency"] if emergency is not None else []
+        if extra:
+            raise RequestError(f"--prepare activates nothing: drop {', '.join(extra)}")
+        return ActivationRequest(None, lock_timeout_s=_lock_timeout(lock_timeout))
     if phase is None:
         given_flags = [flag for flag, value in given.items() if value is not None]
         stray = [*given_flags, *(["--lock-timeout"] if lock_timeout is not None else [])]

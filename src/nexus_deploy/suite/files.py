@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import getpass
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from nexus_deploy.audit import AuditLog
-
-
-def new_run_id(now: dt.datetime | None = None) -> str:
-    """UTC ``YYYYMMDDTHHMMSSZ`` plus a short suffix, so two runs in one second stay apart."""
-    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{secrets.token_hex(2)}"
 
 
 @dataclass(frozen=True)
@@ -38,11 +29,6 @@ class RunFiles:
         temporary.unlink(missing_ok=True)
         temporary.symlink_to(self.run_dir.name)
         temporary.replace(self.latest)
-
-
-def operator() -> str:
-    """Who runs the deployment, as the audit should name them (the sudo caller if any)."""
-    return os.environ.get("SUDO_USER") or getpass.getuser()
 
 
 def open_audit(directory: Path, fallback: Path, name: str) -> tuple[AuditLog, str | None]:

@@ -38,7 +38,9 @@ def activation_stage(item: pytest.Item) -> str | None:
     return str(marker.args[0]) if marker.args else "apply"
 
 
-STAGES = ("plan", "apply")  # the activation tests' stages, in the order they run
+# The activation tests' stages, in the order they run: the restore point of every deployment,
+# then the plan and the change of one that activates something.
+STAGES = ("prepare", "plan", "apply")
 
 
 def run_order(item: pytest.Item, prechecks: tuple[str, ...]) -> int | None:
@@ -109,7 +111,10 @@ def split_activation(
     if problems:
         run.close_gate(problems)
         return [i for i in items if i not in activation], activation
-    if run.request.plan_only:
-        applying = [item for item in activation if activation_stage(item) != "plan"]
-        return [i for i in items if i not in applying], applying
-    return items, []
+    wanted = (
+        ("plan",) if run.request.plan_only  # writes nothing, not even a restore point
+        else ("prepare",) if run.request.move is None
+        else STAGES
+    )  # fmt: skip
+    dropped = [item for item in activation if activation_stage(item) not in wanted]
+    return [i for i in items if i not in dropped], dropped

@@ -56,6 +56,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="move up before the soak time is over (audited)",
     )
     group.addoption(
+        "--prepare",
+        dest="nexus_prepare",
+        action="store_true",
+        help="a deployment that activates nothing: the prechecks, the lock, a restore point of "
+        "the flag table and its rollback script (what the runbook's deployment script runs)",
+    )
+    group.addoption(
         "--emergency",
         dest="nexus_emergency",
         metavar="REASON",

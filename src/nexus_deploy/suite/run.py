@@ -16,7 +16,8 @@ from nexus_deploy.audit import AuditLog
 from nexus_deploy.change.request import ActivationRequest
 from nexus_deploy.config.profile import TargetProfile
 from nexus_deploy.facts.bounded_host import BoundedHost, bounded_host, interrupt_commands
-from nexus_deploy.suite.files import RunFiles, open_audit, operator
+from nexus_deploy.runid import operator
+from nexus_deploy.suite.files import RunFiles, open_audit
 from nexus_deploy.suite.gate import runtime_problems
 from nexus_deploy.suite.prechecks import Outcome, Status, Tally, precheck_name
 from nexus_deploy.suite.prefetch import Prefetch, start_wanted
@@ -247,8 +248,14 @@ class DeploymentRun:
             ("request", self.request.summary + (" (plan only)" if self.request.plan_only else ""))
         )
         outcome = self.deployment.progress if self.deployment else None
+        point = outcome.restore_point if outcome else None
+        if point is not None:
+            lines.append(("restore point", f"{point.snapshot} ({point.keys} flags)"))
         if self.gate_problems:
             lines.append(("activation", "not run: " + "; ".join(self.gate_problems)))
+        elif self.request.move is None:
+            done = "nothing activated, as asked (--prepare)"
+            lines.append(("activation", done if point else "not run"))
         elif outcome is None or not outcome.planned:
             lines.append(("activation", "not run"))
         else:
@@ -269,7 +276,11 @@ class DeploymentRun:
     def written(self) -> list[tuple[str, Path]]:
         """What this run left on disk, for the terminal summary."""
         paths = [("audit log", self.audit.path)]
-        rollback = self.deployment.progress.rollback if self.deployment else None
+        progress = self.deployment.progress if self.deployment else None
+        if progress is not None and progress.restore_point is not None:
+            point = progress.restore_point.files
+            paths += [("restore point", point.state), ("restore script", point.script)]
+        rollback = progress.rollback if progress else None
         if rollback is not None:
             paths += [("rollback", rollback.script), ("rollback sql", rollback.sql)]
             paths += [("rollback state", rollback.state)]

@@ -19,7 +19,8 @@ from nexus_deploy.config.profile import ProfileError, load_profile
 from nexus_deploy.config.targets import resolve_target_path
 from nexus_deploy.phases import RegistryError
 from nexus_deploy.phases.base import RequestError
-from nexus_deploy.suite.files import RunFiles, new_run_id, open_audit
+from nexus_deploy.runid import new_run_id
+from nexus_deploy.suite.files import RunFiles, open_audit
 from nexus_deploy.suite.prechecks import CHECKS_DIR, CatalogueError, catalogue
 from nexus_deploy.suite.prefetch import PREFETCH_KEY
 from nexus_deploy.suite.run import DeploymentRun
@@ -82,6 +83,7 @@ def request_from_options(option: Any, config_dir: Path) -> ActivationRequest | N
         option.nexus_lock_timeout,
         config_dir,
         option.nexus_emergency,
+        option.nexus_prepare,
     )
 
 
