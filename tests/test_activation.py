@@ -498,6 +498,7 @@ def test_committing_run_audits_every_step_in_order(run_suite, target_file, clean
         *(f"PRECHECK_{name}" for name in PRECHECK_NAMES),
         "PRECHECK_END",
         "GATE_OPEN",
+        "RESTORE_POINT",  # every deployment saves the whole table first (the runbook's issue)
         "PLAN",
         *["PLAN_CHANGE"] * len(MARKETPLACE_KEYS),
         "GUARD",

@@ -100,6 +100,10 @@ def render_sql(restore: Restore) -> str:
     database, and nothing in them can reach the shell.
     """
     database, prior = restore.database, restore.prior
+    if not prior:  # a restore point of an empty table: no row to put back (VALUES needs one)
+        return f"-- run {restore.run_id} saved no flag: nothing to restore\n" + (
+            "\\echo NEXUS_RESULT=already-restored\n"
+        )
     rows = ",\n    ".join(
         "({key}, {pv}, {pa}, {pb}, {exp}::jsonb)".format(
             key=literal(key),
