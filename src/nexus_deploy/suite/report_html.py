@@ -10,7 +10,7 @@ from pytest_html import extras
 from pytest_metadata.plugin import metadata_key
 
 from nexus_deploy.suite.prechecks import Outcome
-from nexus_deploy.suite.run import DeploymentRun
+from nexus_deploy.suite.run import EMERGENCY, DeploymentRun
 
 # Where a report carries its precheck's status for the HTML results table.
 STATUS_ATTRIBUTE = "nexus_precheck_status"
@@ -63,6 +63,13 @@ class HtmlHooks:
     def pytest_html_results_summary(
         self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
     ) -> None:
+        decided = self.run.summary()
+        if decided and decided[0][0] == EMERGENCY:  # before anything else on the page
+            prefix.append(
+                f'<p class="nexus-emergency" style="color:#b00;font-size:1.3em"><b>EMERGENCY</b>: '
+                f"{html.escape(decided[0][1])}</p>"
+            )
+            decided = decided[1:]
         tally = self.run.tally
         lines = [f"{name}: {outcome.status.value}" for name, outcome in tally.outcomes.items()]
         if tally.not_run:
@@ -74,8 +81,7 @@ class HtmlHooks:
             f"<p>Prechecks: {html.escape('; '.join(lines) or 'none ran')}</p>"
         )
         decisions = "".join(
-            f"<li><b>{html.escape(name)}</b>: {html.escape(value)}</li>"
-            for name, value in self.run.summary()
+            f"<li><b>{html.escape(name)}</b>: {html.escape(value)}</li>" for name, value in decided
         )
         if decisions:
             prefix.append(f'<ul class="nexus-activation">{decisions}</ul>')
