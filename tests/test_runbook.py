@@ -146,9 +146,11 @@ def test_the_kill_switch_turns_the_marketplace_off_with_the_gateway_and_nginx_do
     assert "not confirmed by the gateway" in done.stdout
     properties = dict(junit_global_properties(down.reports / "latest" / "junit.xml"))
     assert properties["EMERGENCY"].startswith(REASON)
+    summary = json.loads((down.reports / "latest" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["verdict"] == "EMERGENCY" and REASON in summary["headline"]
     page = (down.reports / "latest" / "report.html").read_text(encoding="utf-8")
-    banner = page.index('class="nexus-emergency"')
-    assert banner < page.index("Prechecks: ") and REASON in page[banner : banner + 300]
+    banner = page.index('<section class="banner emergency" id="verdict">')
+    assert banner < page.index('id="prechecks"') and REASON in page[banner : banner + 400]
 
 
 def test_the_launch_goes_back_to_founder_mode_in_an_emergency(ctl, down, clean_flags):

@@ -24,7 +24,7 @@ from nexus_deploy.change.lock import DeploymentLock, LockDenied
 from nexus_deploy.change.plan import Change, desired_flags, diff
 from nexus_deploy.change.refusal import Refused
 from nexus_deploy.change.request import ActivationRequest
-from nexus_deploy.change.verify import Visibility, wait_until_visible
+from nexus_deploy.change.verify import Seen, Visibility, wait_until_visible
 from nexus_deploy.config.profile import TargetProfile
 from nexus_deploy.phases import PhaseConfigs, load_phase_configs
 from nexus_deploy.phases.base import ConfigError
@@ -42,6 +42,8 @@ class Progress:
     committed: bool = False
     rolled_back: bool = False
     unconfirmed: str = ""  # a move down the gateway could not confirm: left as written
+    verification: str = ""  # what verification concluded, in a line
+    seen: tuple[Seen, ...] = ()  # what each endpoint showed at the last look
     rollback: rollback.RollbackFiles | None = None
     restore_point: restore_point.RestorePoint | None = None
 
@@ -267,6 +269,10 @@ class Deployment:
             seen = wait_until_visible(spec, expected, timeout_s)
         except Exception as exc:
             seen = Visibility(False, 0.0, f"verification failed: {type(exc).__name__}: {exc}")
+        self.progress.seen = seen.seen
+        self.progress.verification = (
+            f"seen through every endpoint in {seen.elapsed_s:.2f} s" if seen.ok else seen.problem
+        )
         if seen.ok:
             self.audit.write("VERIFY", status="PASS", elapsed_s=round(seen.elapsed_s, 3))
             return

@@ -175,12 +175,14 @@ class RunHooks(ListingHooks):
         # Before the JUnit and HTML files are written: what the run decided goes into them.
         stopped = session.shouldfail or session.shouldstop
         session.exitstatus = self.run.settle(str(stopped) if stopped else None, session.exitstatus)
+        # The audit log closes first, so that the reports show it whole, chain checked.
+        decision = self.run.conclude(int(session.exitstatus))
         xml = session.config.stash.get(xml_key, None)
         if xml is not None:
-            for name, value in self.run.identity() + self.run.summary():
+            verdict = [("verdict", decision.verdict.value), ("verdict_reason", decision.headline)]
+            for name, value in verdict + self.run.identity() + self.run.summary():
                 xml.add_global_property(name, value)
         yield
-        self.run.finish(int(session.exitstatus))
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("nexus-deploy")

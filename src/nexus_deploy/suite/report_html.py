@@ -1,4 +1,5 @@
-"""What the HTML report adds to pytest-html's defaults: the run, and each precheck's figures."""
+"""What the HTML report adds to pytest-html's defaults: the verdict and the decision material
+first (see report_page), the Precheck column, and no empty log boxes."""
 
 from __future__ import annotations
 
@@ -6,29 +7,19 @@ import html
 from typing import Any
 
 import pytest
-from pytest_html import extras
 from pytest_metadata.plugin import metadata_key
 
+from nexus_deploy.suite import report_page
 from nexus_deploy.suite.prechecks import Outcome
 from nexus_deploy.suite.run import EMERGENCY, DeploymentRun
 
 # Where a report carries its precheck's status for the HTML results table.
 STATUS_ATTRIBUTE = "nexus_precheck_status"
+NO_LOG = "No log output captured."
 
 
 def attach_outcome(report: pytest.TestReport, outcome: Outcome) -> None:
-    """Put a precheck's status and measured values into its row of the HTML report."""
-    rows = "".join(
-        f"<tr><th>{html.escape(key)}</th><td>{html.escape(str(value))}</td></tr>"
-        for key, value in outcome.measured.items()
-    )
-    reason = f"<p>{html.escape(outcome.reason)}</p>" if outcome.reason else ""
-    table = (
-        f'<div class="nexus-precheck"><p><b>PRECHECK_{outcome.name}</b> '
-        f"status={outcome.status.value}</p>{reason}<table>{rows}</table></div>"
-    )
-    # TestReport declares no ``extras``; pytest-html reads it from the report all the same.
-    setattr(report, "extras", [*getattr(report, "extras", []), extras.html(table)])  # noqa: B010
+    """Mark a precheck's row with its status; its figures are in the table at the top."""
     mark_status(report, outcome)
 
 
@@ -46,6 +37,9 @@ class HtmlHooks:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         metadata = session.config.stash.get(metadata_key, None)
         if metadata is not None:
+            # The run, not the Python build: the interpreter and plugins are one `pip freeze`
+            # away, and a reviewer needs what ran where.
+            metadata.clear()
             metadata["Run id"] = self.run.run_id
             metadata["Target"] = f"{self.run.profile.name} ({self.run.profile_path})"
 
@@ -57,29 +51,24 @@ class HtmlHooks:
         status = html.escape(getattr(report, STATUS_ATTRIBUTE, ""))
         cells.insert(1, f'<td class="col-precheck">{status}</td>')
 
+    def pytest_html_results_table_html(self, report: pytest.TestReport, data: list[str]) -> None:
+        if data == [NO_LOG]:
+            data.clear()  # an empty box under every passed test says nothing
+
     def pytest_html_report_title(self, report: Any) -> None:
-        report.title = f"nexus-deploy run {self.run.run_id} on {self.run.profile.name}"
+        decision = self.run.decision
+        verdict = f"{decision.verdict.value}: " if decision else ""
+        report.title = f"{verdict}nexus-deploy run {self.run.run_id} on {self.run.profile.name}"
 
     def pytest_html_results_summary(
         self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
     ) -> None:
+        decision = self.run.decision
+        if decision is not None:
+            prefix.append(report_page.top_of_report(self.run, decision))
         decided = self.run.summary()
-        if decided and decided[0][0] == EMERGENCY:  # before anything else on the page
-            prefix.append(
-                f'<p class="nexus-emergency" style="color:#b00;font-size:1.3em"><b>EMERGENCY</b>: '
-                f"{html.escape(decided[0][1])}</p>"
-            )
+        if decided and decided[0][0] == EMERGENCY:  # shown in the banner, first
             decided = decided[1:]
-        tally = self.run.tally
-        lines = [f"{name}: {outcome.status.value}" for name, outcome in tally.outcomes.items()]
-        if tally.not_run:
-            lines.append(f"not run: {', '.join(tally.not_run)}")
-        prefix.append(
-            f"<p>Run <b>{html.escape(self.run.run_id)}</b> against target "
-            f"<b>{html.escape(self.run.profile.name)}</b>; audit log "
-            f"<code>{html.escape(str(self.run.audit.path))}</code></p>"
-            f"<p>Prechecks: {html.escape('; '.join(lines) or 'none ran')}</p>"
-        )
         decisions = "".join(
             f"<li><b>{html.escape(name)}</b>: {html.escape(value)}</li>" for name, value in decided
         )

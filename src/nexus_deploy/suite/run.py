@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 import time
@@ -17,6 +18,8 @@ from nexus_deploy.change.request import ActivationRequest
 from nexus_deploy.config.profile import TargetProfile
 from nexus_deploy.facts.bounded_host import BoundedHost, bounded_host, interrupt_commands
 from nexus_deploy.runid import operator
+from nexus_deploy.suite import record
+from nexus_deploy.suite.decision import Decision, decide
 from nexus_deploy.suite.files import RunFiles, open_audit
 from nexus_deploy.suite.gate import runtime_problems
 from nexus_deploy.suite.prechecks import Outcome, Status, Tally, precheck_name
@@ -59,6 +62,8 @@ class DeploymentRun:
         self._prechecks_ended = False
         self._gate_audited = False
         self._started = time.monotonic()
+        self.started_at = dt.datetime.now(dt.UTC)
+        self.decision: Decision | None = None  # once the run is over (conclude)
         self._audit: AuditLog | None = None
         self.prefetch = prefetch or Prefetch()
 
@@ -204,6 +209,21 @@ class DeploymentRun:
         emergency = self.request is not None and self.request.emergency is not None
         return emergency and progress is not None and progress.committed
 
+    @property
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self._started
+
+    def conclude(self, exitstatus: int) -> Decision:
+        """The run is over: close its audit log, decide its verdict, and write what machines
+        and the run history read (summary.json, reports/index.html)."""
+        self.finish(exitstatus)
+        self.decision = decide(self, exitstatus)
+        data = record.summary_data(self, self.decision, exitstatus)
+        self.files.run_dir.mkdir(parents=True, exist_ok=True)
+        record.write_summary(self.files.run_dir, data)
+        record.rebuild_index(self.files.run_dir.parent)
+        return self.decision
+
     def finish(self, exitstatus: int) -> None:
         interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
         if interrupted:
@@ -218,7 +238,7 @@ class DeploymentRun:
             self.deployment.finish()
         self.audit.write(
             "DEPLOYMENT_COMPLETE",
-            duration=round(time.monotonic() - self._started, 2),
+            duration=round(self.elapsed_s, 2),
             status="failed" if exitstatus else "emergency" if self.emergency_applied else "success",
         )
         self.audit.close()
@@ -285,5 +305,7 @@ class DeploymentRun:
             paths += [("rollback", rollback.script), ("rollback sql", rollback.sql)]
             paths += [("rollback state", rollback.state)]
         paths += [("junit", self.files.junit), ("html report", self.files.html)]
+        paths += [("summary", self.files.run_dir / record.SUMMARY_FILE)]
+        paths += [("run history", self.files.run_dir.parent / record.INDEX_FILE)]
         paths += [("latest", self.files.latest)]
         return [(label, path) for label, path in paths if path.exists()]
