@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 packages=(docker.io docker-compose nginx postgresql-client openssl debootstrap git ca-certificates
-          python3-venv openssh-server)
+          python3-venv openssh-server chromium)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

@@ -97,7 +97,7 @@ def parse_junit(path: Path) -> dict[str, dict[str, Any]]:
         error = case.find("error")
         skipped = case.find("skipped")
         problem = failure if failure is not None else error
-        cases[case.get("name", "")] = {
+        case_data = {
             "outcome": "failed"
             if failure is not None
             else "error"
@@ -108,6 +108,10 @@ def parse_junit(path: Path) -> dict[str, dict[str, Any]]:
             "message": (problem.get("message", "") if problem is not None else ""),
             "properties": {p.get("name"): p.get("value") for p in case.iter("property")},
         }
+        # Keyed by the test function: a precheck's testcase is named `precheck 04 DISK`, its
+        # function is its `test` property.
+        case_data["name"] = case.get("name", "")
+        cases[case_data["properties"].get("test") or case_data["name"]] = case_data
     return cases
 
 

@@ -109,6 +109,8 @@ def test_measured_values_reach_audit_junit_and_html(run_suite):
 def test_junit_names_the_run_and_each_precheck_status(run_suite):
     run = run_suite("-m", "precheck")
     assert run.global_properties() == {
+        "verdict": "GO",  # the run's verdict comes first (the review issue)
+        "verdict_reason": "all 12 prechecks passed; nothing changed",
         "run_id": run.run_dir.name,
         "target": f"sandbox ({run.reports_dir.parent / 'target.yaml'})",
         "audit_log": str(run.audit_files()[0]),
@@ -207,3 +209,13 @@ def test_an_activation_that_selects_no_test_did_not_run_and_exits_1(run_suite):
     assert run.rc == pytest.ExitCode.TESTS_FAILED, run.output
     not_run = run.event("ACTIVATION_NOT_RUN", prefix="deployment-")
     assert not_run.fields["reason"].startswith("activation tests not selected (-k, -m")
+
+
+def test_junit_names_each_precheck_by_number_and_name_and_carries_the_verdict(run_suite):
+    run = run_suite("-m", "precheck")
+    assert run.rc == 0, run.output
+    assert run.cases["test_disk"]["name"] == "precheck 04 DISK"
+    assert run.cases["test_previous_phases"]["name"] == "precheck 10 PREVIOUS_PHASES"
+    properties = run.global_properties()
+    assert properties["verdict"] == "GO"
+    assert properties["verdict_reason"].startswith("all 12 prechecks passed")

@@ -76,6 +76,8 @@ def decide(run: DeploymentRun, exitstatus: int) -> Decision:
         return Decision(Verdict.APPLIED, f"{changed} and verified", [progress.verification])
     if failed:
         return Decision(Verdict.NO_GO, f"precheck failed: {', '.join(tally.failed)}", failed)
+    if request is None and tally.not_run:  # a selection (-k, -m, paths) is no GO
+        return Decision(Verdict.NO_GO, f"prechecks did not run: {', '.join(tally.not_run)}")
     refusals = list(run.gate_problems)
     if progress is not None and progress.refusal:
         refusals.append(f"guard: {progress.refusal}")
