@@ -163,3 +163,15 @@ def test_the_run_history_lists_every_run_newest_first(history: Path) -> None:
     links = re.findall(r'<a href="([^"]+)/report.html">', dom)
     assert links == sorted(links, reverse=True), "newest first"
     assert all((history.parent / link / "report.html").is_file() for link in links)
+
+
+def test_refused_before_any_check_still_leaves_a_report(run_suite: Callable[..., SuiteRun]) -> None:
+    run = run_suite("--activate=phase9")
+    assert run.rc == pytest.ExitCode.USAGE_ERROR
+    (folder,) = [p for p in run.reports_dir.iterdir() if p.is_dir()]
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    assert summary["verdict"] == "REFUSED" and "unknown phase 'phase9'" in summary["headline"]
+    dom = seen(folder / "report.html", "refused-input.png")
+    assert banner(dom) == ("nogo", "REFUSED")
+    assert "unknown phase" in dom and "Nothing was checked and nothing was changed" in dom
+    assert not (run.reports_dir / "latest").exists()  # no session ran

@@ -25,6 +25,7 @@ from testinfra.backend import BACKENDS
 
 from nexus_deploy.config import yamlfile
 from nexus_deploy.config.targets import DEFAULT_COMMAND_TIMEOUT_S
+from nexus_deploy.config.yamlfile import yaml_problem
 
 
 def _absolute(path: Path) -> Path:
@@ -219,7 +220,10 @@ def load_profile(path: Path) -> TargetProfile:
     except FileNotFoundError:
         raise ProfileError(f"{path}: target profile not found") from None
     except (OSError, yaml.YAMLError) as exc:
-        raise ProfileError(f"{path}: cannot read target profile: {exc}") from None
+        # One line, position and problem: never the file's own text (a --target pointed at
+        # the wrong file must not print it).
+        problem = yaml_problem(exc) if isinstance(exc, yaml.YAMLError) else exc.strerror or exc
+        raise ProfileError(f"{path}: cannot read target profile: {problem}") from None
     if not isinstance(raw, dict):
         raise ProfileError(f"{path}: a target profile must be a mapping of fields")
     try:

@@ -37,3 +37,13 @@ class _StrictLoader(_SafeLoader):
 def load(text: str) -> Any:
     """Parse YAML text like yaml.safe_load, refusing duplicate keys."""
     return yaml.load(text, Loader=_StrictLoader)
+
+
+def yaml_problem(exc: Exception) -> str:
+    """What is wrong and where, on one line: PyYAML's own text spans four, naming
+    "<unicode string>" for the file."""
+    mark = getattr(exc, "problem_mark", None)
+    if isinstance(exc, yaml.MarkedYAMLError) and mark is not None and exc.problem:
+        context = f" ({exc.context})" if exc.context else ""
+        return f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}{context}"
+    return " ".join(str(exc).split())

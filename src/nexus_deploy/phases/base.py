@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import ErrorDetails
 
 from nexus_deploy.config import yamlfile
+from nexus_deploy.config.yamlfile import yaml_problem
 from nexus_deploy.values import FlagRow, JsonValue
 
 ConfigT = TypeVar("ConfigT")
@@ -207,13 +208,3 @@ def with_input(error: ErrorDetails) -> str:
         return str(error["msg"])
     shown = json.dumps(error["input"], default=str)  # as YAML would write it, near enough
     return f"{error['msg']} (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
-
-
-def yaml_problem(exc: Exception) -> str:
-    """What is wrong and where, on one line: PyYAML's own text spans four, naming
-    "<unicode string>" for the file."""
-    mark = getattr(exc, "problem_mark", None)
-    if isinstance(exc, yaml.MarkedYAMLError) and mark is not None and exc.problem:
-        context = f" ({exc.context})" if exc.context else ""
-        return f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}{context}"
-    return " ".join(str(exc).split())

@@ -9,6 +9,7 @@ left out and named in a comment of the page).
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import json
 import socket
@@ -107,6 +108,40 @@ def summary_data(run: DeploymentRun, decision: Decision, exitstatus: int) -> dic
         "audit_log": str(run.audit.path),
         "audit_chain": "missing" if chain is None else "intact" if chain.intact else "BROKEN",
         "report": run.files.html.name,
+    }
+
+
+def refusal_data(run_id: str, reason: str, audit_log: Path) -> dict[str, Any]:
+    """summary.json of a run refused before any check (bad input): the same schema, with
+    what such a run has (no target it could trust, no precheck, no change)."""
+    return {
+        "schema": SCHEMA,
+        "run_id": run_id,
+        "verdict": Verdict.REFUSED.value,
+        "headline": f"refused before any check: {reason}",
+        "reasons": [reason],
+        "exit_status": 4,
+        "target": None,
+        "profile": None,
+        "operator": operator(),
+        "deployer_host": socket.gethostname(),
+        "deployer_version": __version__,
+        "deployer_commit": deployer_commit(),
+        "platform_head": "unknown",
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "duration_s": 0.0,
+        "request": "refused",
+        "plan_only": False,
+        "emergency": None,
+        "prechecks": [],
+        "changes": [],
+        "guard": None,
+        "verification": [],
+        "rollback_script": None,
+        "restore_point": None,
+        "audit_log": str(audit_log),
+        "audit_chain": "intact" if audit.verify(audit_log).intact else "BROKEN",
+        "report": "report.html",
     }
 
 

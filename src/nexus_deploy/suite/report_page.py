@@ -67,6 +67,25 @@ def top_of_report(run: DeploymentRun, decision: Decision) -> str:
     return "\n".join(parts)
 
 
+def refusal_page(data: dict[str, object]) -> str:
+    """report.html of a run refused before any check: the banner alone, from its summary."""
+    reason, run_id = str(data["headline"]), str(data["run_id"])
+    return (
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>REFUSED: nexus-deploy run '
+        f"{e(run_id)}</title><style>{PAGE_CSS}</style></head><body>"
+        f'<h1 id="title">nexus-deploy run {e(run_id)}</h1>'
+        f'<section class="banner nogo" id="verdict"><h2><span class="verdict nogo">REFUSED'
+        f'</span></h2><p class="headline">{e(reason)}</p><table class="nexus identity">'
+        f"<tr><th>run</th><td>{e(run_id)}</td></tr>"
+        f"<tr><th>operator</th><td>{e(data['operator'])}</td></tr>"
+        f"<tr><th>deployer</th><td>{e(data['deployer_host'])}, nexus-deploy "
+        f"{e(data['deployer_version'])} ({e(data['deployer_commit'])})</td></tr>"
+        f"<tr><th>audit log</th><td>{e(data['audit_log'])}</td></tr></table>"
+        "<p>Nothing was checked and nothing was changed: fix what the line above names and "
+        "run again.</p></section></body></html>\n"
+    )
+
+
 def banner(run: DeploymentRun, decision: Decision) -> str:
     request = run.request.summary if run.request else "precheck"
     identity = [

@@ -7,6 +7,7 @@ changed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from nexus_deploy.config.targets import resolve_target_path
 from nexus_deploy.phases import RegistryError
 from nexus_deploy.phases.base import RequestError
 from nexus_deploy.runid import new_run_id
+from nexus_deploy.suite import record, report_page
 from nexus_deploy.suite.files import RunFiles, open_audit
 from nexus_deploy.suite.prechecks import CHECKS_DIR, CatalogueError, catalogue
 from nexus_deploy.suite.prefetch import PREFETCH_KEY
@@ -45,26 +47,28 @@ def build_run(config: pytest.Config, listing: bool = False) -> DeploymentRun:
         profile = load_profile(profile_path)
     except ProfileError as exc:
         raise pytest.UsageError(
-            "target profile refused: " + refuse(files, run_id, files.run_dir, str(exc))
+            "target profile refused: " + refuse(files, run_id, files.run_dir, str(exc), not listing)
         ) from None
     problem = None if listing else reports_dir_problem(files)
     if problem:
-        raise pytest.UsageError(refuse(files, run_id, profile.audit.dir, problem))
+        raise pytest.UsageError(refuse(files, run_id, profile.audit.dir, problem, report=False))
     config_dir = config.rootpath / profile.config.dir
     if getattr(config.option, "numprocesses", None) or getattr(config.option, "dist", "no") != "no":
         reason = "nexus-deploy runs in one process: prechecks, gate and activation share it"
         raise pytest.UsageError(
-            refuse(files, run_id, profile.audit.dir, reason + "; drop -n/--dist")
+            refuse(files, run_id, profile.audit.dir, reason + "; drop -n/--dist", not listing)
         )
     try:
         prechecks = catalogue(config.rootpath / CHECKS_DIR)
     except CatalogueError as exc:
-        raise pytest.UsageError(refuse(files, run_id, profile.audit.dir, str(exc))) from None
+        raise pytest.UsageError(
+            refuse(files, run_id, profile.audit.dir, str(exc), not listing)
+        ) from None
     try:
         request = request_from_options(config.option, config_dir)
     except (RequestError, RegistryError) as exc:
         raise pytest.UsageError(
-            "activation refused: " + refuse(files, run_id, profile.audit.dir, str(exc))
+            "activation refused: " + refuse(files, run_id, profile.audit.dir, str(exc), not listing)
         ) from None
     prefetch = config.stash.get(PREFETCH_KEY, None)
     return DeploymentRun(
@@ -102,9 +106,10 @@ def reports_dir_problem(files: RunFiles) -> str | None:
     return None
 
 
-def refuse(files: RunFiles, run_id: str, audit_dir: Path, reason: str) -> str:
-    """Audit a run refused before any check (in the run folder if the audit dir is unusable);
-    return the message for the operator, naming the audit file."""
+def refuse(files: RunFiles, run_id: str, audit_dir: Path, reason: str, report: bool = True) -> str:
+    """Audit a run refused before any check (in the run folder if the audit dir is unusable)
+    and, unless it only lists or cannot write there, leave its REFUSED report; return the
+    message for the operator, naming the audit file."""
     try:
         audit, _ = open_audit(audit_dir, files.run_dir, f"precheck-{run_id}.log")
     except OSError as exc:  # neither the audit dir nor the run folder can hold it
@@ -113,4 +118,11 @@ def refuse(files: RunFiles, run_id: str, audit_dir: Path, reason: str) -> str:
     audit.write("DEPLOYMENT_REFUSED", reason=reason)
     audit.write("DEPLOYMENT_COMPLETE", duration=0, status="refused")
     audit.close()
+    if report and reports_dir_problem(files) is None:
+        with contextlib.suppress(OSError):  # the audit line is the record that must exist
+            data = record.refusal_data(run_id, reason, audit.path)
+            files.run_dir.mkdir(parents=True, exist_ok=True)
+            record.write_summary(files.run_dir, data)
+            files.html.write_text(report_page.refusal_page(data), encoding="utf-8")
+            record.rebuild_index(files.run_dir.parent)
     return f"{reason} (audited in {audit.path})"
