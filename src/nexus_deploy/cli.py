@@ -10,6 +10,7 @@ activation was refused, 4 usage); the rollback script's for rollback (0 restored
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shlex
 import stat
@@ -104,13 +105,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         where = f"{spec.host}:{spec.port}/{spec.dbname}"
         print(f"nexusctl: cannot read flags from {where}: {exc}", file=sys.stderr)
         return 1
-    print(f"{'target':<13}: {profile.name}")
+    # Keys, values and the holder come from the database: a terminal escape in one is shown,
+    # not obeyed.
+    lines = [f"{'target':<13}: {profile.name}"]
     for phase in phases.registered().values():
-        for label, value in phase.status(flags):
-            print(f"{label:<13}: {value}")
-    print(f"{'lock':<13}: {holder if holder.held else 'free'}")
-    for key in sorted(flags):
-        print(f"  {key} = {to_json(flags[key])}")
+        lines += [f"{label:<13}: {value}" for label, value in phase.status(flags)]
+    lines.append(f"{'lock':<13}: {holder if holder.held else 'free'}")
+    lines += [f"  {key} = {to_json(flags[key])}" for key in sorted(flags)]
+    for line in lines:
+        print(audit.escape_controls(line))
     return 0
 
 
@@ -142,8 +145,38 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         print(f"nexusctl: no {wanted} in {audit_dir}", file=sys.stderr)
         return 2
     script = scripts[-1]
+    untrusted = script_problem(script)
+    if untrusted is not None:  # bash runs it as root: only the file the deployer wrote
+        print(f"nexusctl: {script} not run: {untrusted}", file=sys.stderr)
+        return 1
     print(f"nexusctl: running {script} (deployment status {script_status(script)})")
     return subprocess.call(["bash", str(script), *(["--force"] if args.force else [])])
+
+
+def script_problem(script: Path) -> str | None:
+    """Why a rollback script is not the one its run's audit log recorded, or None. The log's
+    chain must be intact and its last sha256 of the script must match the file."""
+    run_id = script.stem.removeprefix("rollback-")
+    log = script.with_name(f"deployment-{run_id}.log")
+    if not_a_file(log) is not None:
+        return f"its run's audit log {log.name} is missing"
+    result = audit.verify(log)
+    if not result.intact:
+        return f"its run's audit log is broken ({result.problems[0]})"
+    recorded = [
+        audit.parse_fields(line).get("sha256")
+        for line in log.read_text(encoding="utf-8").splitlines()
+        if " ROLLBACK_WRITTEN " in line or " ROLLBACK_FINAL " in line
+    ]
+    if not recorded or recorded[-1] is None:
+        return "its run's audit log records no sha256 of it"
+    actual = hashlib.sha256(script.read_bytes()).hexdigest()
+    if actual != recorded[-1]:
+        return (
+            f"it changed since the deployer wrote it (sha256 {actual[:12]}..., "
+            f"audited {recorded[-1][:12]}...)"
+        )
+    return None
 
 
 def cmd_restore_to(args: argparse.Namespace) -> int:

@@ -10,6 +10,29 @@ import psycopg
 
 from nexus_deploy.config.profile import DatabaseSpec
 
+# Every deployer session, whatever the server, database or role defaults say:
+# - standard_conforming_strings on: the restore SQL quotes by doubling quotes only, which is
+#   safe only then (off, a stored backslash could end a literal early);
+# - UTF8: with SQL_ASCII the keys would come back as bytes and every flag look absent;
+# - bounded waits: a deployer cut off from the network must not hold row locks for hours.
+SESSION_OPTIONS = " ".join(
+    f"-c {setting}"
+    for setting in (
+        "TimeZone=UTC",
+        "standard_conforming_strings=on",
+        "client_encoding=UTF8",
+        "lock_timeout=10s",
+        "statement_timeout=60s",
+        "idle_in_transaction_session_timeout=60s",
+    )
+)
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
 
 def connection_kwargs(spec: DatabaseSpec) -> dict[str, Any]:
     """libpq parameters: the password from the environment variable, else the pgpass file."""
@@ -20,6 +43,8 @@ def connection_kwargs(spec: DatabaseSpec) -> dict[str, Any]:
         "user": spec.user,
         "connect_timeout": spec.connect_timeout_s,
         "application_name": "nexus-deploy",
+        "options": SESSION_OPTIONS,
+        **KEEPALIVES,
     }
     password = os.environ.get(spec.password_env)
     if password:

@@ -83,7 +83,6 @@ class Deployment:
                 self.profile.database,
                 autocommit=True,
                 application_name=f"nexus-deploy run={self.run_id} op={self.operator}"[:63],
-                options="-c TimeZone=UTC",
             )
         return self._connection
 

@@ -163,7 +163,7 @@ AUDIT_LOG={log}
 SQL_FILE={sql}
 LOCK_FILE={lock_file}
 export PGHOST={host} PGPORT={port} PGDATABASE={dbname} PGUSER={user} PGCONNECT_TIMEOUT={timeout}
-export PGAPPNAME="nexus-rollback run=$RUN_ID"
+export PGAPPNAME="nexus-rollback run=$RUN_ID" PGCLIENTENCODING=UTF8
 if [ -z "${{PGPASSWORD:-}}" ] && [ -n "${{{password_env}:-}}" ]; then
   export PGPASSWORD="${{{password_env}}}"
 fi
