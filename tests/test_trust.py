@@ -4,14 +4,18 @@ from the trust review against the real sandbox, and failed before its fix."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+import yaml
 from suite import REPO, flag_rows
 from test_activation import postgres_admin, sandbox_password
 
@@ -108,3 +112,167 @@ def test_the_deployer_pins_its_session_whatever_the_database_defaults(loose_data
         "statement_timeout": "1min",
         "idle_in_transaction_session_timeout": "1min",
     }
+
+
+# --- hostile inputs: refused before any write, named, never echoed -------------------------
+
+SECRET = "hunter2-NEVER-ECHOED"
+
+
+def hostile_profiles(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """name: (the --target given, what the refusal must say)."""
+    made: dict[str, tuple[Path, str]] = {}
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    made["fifo"] = (fifo, "is not a regular file")
+    made["dev-zero"] = (Path("/dev/zero"), "is not a regular file")
+    made["directory"] = (tmp_path, "is not a regular file")
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * (2 * 1024 * 1024) + "\n", encoding="utf-8")
+    made["two-megabytes"] = (big, "is larger than")
+    bomb = tmp_path / "bomb.yaml"
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    pairs = zip("abcdefgh", "bcdefghi", strict=True)  # each level nine of the one before
+    levels += [f"{c}: &{c} [{', '.join(['*' + p] * 9)}]" for p, c in pairs]
+    bomb.write_text("\n".join(levels) + "\n", encoding="utf-8")
+    made["alias-bomb"] = (bomb, "aliases")
+    shadow = tmp_path / "shadow"
+    shadow.write_text(f"root:{SECRET}:19000:0:99999:7:::\ndaemon:*:19000::\n", encoding="utf-8")
+    link = tmp_path / "link.yaml"
+    link.symlink_to(shadow)
+    made["shadow-through-a-symlink"] = (link, "unknown key(s) not shown")
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(f"{SECRET}: 1\npassword: {SECRET}\n", encoding="utf-8")
+    made["secret-keys-and-values"] = (keys, "password: Extra inputs are not permitted")
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"host: local://\n\xff\xfe" + SECRET.encode() + b"\n")
+    made["not-utf8"] = (binary, "not UTF-8")
+    broken_yaml = tmp_path / "broken.yaml"
+    broken_yaml.write_text(f"host: [unclosed {SECRET}\n", encoding="utf-8")
+    made["broken-yaml"] = (broken_yaml, "cannot read target profile: line")
+    password = tmp_path / "password.yaml"
+    sandbox = yaml.safe_load((REPO / "pfs/targets/sandbox.yaml").read_text(encoding="utf-8"))
+    sandbox["host"] = f"ssh://deploy:{SECRET}@127.0.0.1"
+    password.write_text(yaml.safe_dump(sandbox), encoding="utf-8")
+    made["password-in-host"] = (password, "holds a password")
+    return made
+
+
+HOSTILE_PROFILES = (
+    "fifo", "dev-zero", "directory", "two-megabytes", "alias-bomb", "shadow-through-a-symlink",
+    "secret-keys-and-values", "not-utf8", "broken-yaml", "password-in-host",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", HOSTILE_PROFILES)
+def test_a_hostile_profile_is_refused_named_and_not_echoed(
+    name: str, tmp_path: Path, flags_db: psycopg.Connection[Any]
+) -> None:
+    target, says = hostile_profiles(tmp_path)[name]
+    before = flag_rows(flags_db)
+    reports = tmp_path / "reports"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "precheck", f"--target={target}",
+         f"--reports-dir={reports}"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR, done.stdout + done.stderr
+    output = done.stdout + done.stderr
+    assert says in output and str(target.resolve()) in output, output
+    assert SECRET not in output, "the file's content was echoed"
+    (log,) = reports.glob("*/precheck-*.log")  # audited, in the run folder
+    text = log.read_text(encoding="utf-8")
+    assert "DEPLOYMENT_REFUSED" in text and SECRET not in text
+    assert SECRET not in "".join(p.read_text("utf-8") for p in reports.glob("*/*.json"))
+    assert flag_rows(flags_db) == before
+
+
+def test_a_log_of_gigabytes_without_a_newline_is_not_read_into_memory(tmp_path: Path) -> None:
+    log = tmp_path / "deployment-20260101T000000Z-abcd.log"
+    with log.open("wb") as handle:  # sparse: 4 GB on paper, nothing on disk
+        handle.truncate(4 * 1024**3)
+    done = subprocess.run(
+        [str(NEXUSCTL), "audit", "verify", str(log)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "line longer than 65536 bytes" in done.stdout
+
+
+@pytest.mark.parametrize("words", [("rollback", "../x"), ("rollback", "--to", "../../etc/x")])
+def test_a_run_id_that_would_leave_its_directory_is_refused(
+    target_file: Callable[..., Path], words: tuple[str, ...]
+) -> None:
+    done = nexusctl(target_file(), *words)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "is not a run id" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("file", "make", "says"),
+    [
+        ("marketplace-phase3.yaml", "fifo", "is not a regular file"),
+        ("global-launch.yaml", "dev-zero", "is not a regular file"),
+        ("jurisdiction-engine.yaml", "alias-bomb", "aliases"),
+    ],
+)
+def test_a_hostile_phase_config_fails_config_at_once(
+    file: str,
+    make: str,
+    says: str,
+    run_suite: Callable[..., Any],
+    target_file: Callable[..., Path],
+    pfs_copy: Path,
+) -> None:
+    path = pfs_copy / file
+    path.unlink()
+    if make == "fifo":
+        os.mkfifo(path)
+    elif make == "dev-zero":
+        path.symlink_to("/dev/zero")
+    else:
+        levels = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+        levels += [
+            f"{c}: &{c} [{', '.join(['*' + p] * 9)}]" for p, c in zip("ab", "bc", strict=True)
+        ]
+        path.write_text("\n".join(levels) + "\n", encoding="utf-8")
+    run = run_suite("-m", "precheck", target=target_file({"config.dir": str(pfs_copy)}), timeout=60)
+    assert run.rc == 1, run.output
+    assert run.cases["test_config"]["outcome"] == "failed"
+    assert (
+        says in run.cases["test_config"]["message"] and file in run.cases["test_config"]["message"]
+    )
+
+
+@pytest.mark.parametrize("ending", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_close_the_run_like_ctrl_c(
+    ending: signal.Signals,
+    target_file: Callable[..., Path],
+    tmp_path: Path,
+    lock_holder: Callable[..., Any],
+) -> None:
+    target = target_file()
+    audit_dir = tmp_path / "audit"
+    lock_holder(audit_dir / ".deploy.lock")  # the run waits for it: a run in progress
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pytest", f"--target={target}", "--activate=phase3", "--step=1",
+         "--lock-timeout=60", f"--reports-dir={tmp_path / 'reports'}"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not list(audit_dir.glob("deployment-*.log")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # into the wait for the lock
+        run.send_signal(ending)
+        output, _ = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == pytest.ExitCode.INTERRUPTED, output
+    (log,) = audit_dir.glob("deployment-*.log")
+    events = [line.split()[3] for line in log.read_text(encoding="utf-8").splitlines()]
+    assert events[-1] == "DEPLOYMENT_COMPLETE", events
+    verified = subprocess.run(
+        [str(NEXUSCTL), "audit", "verify", str(log)], capture_output=True, text=True, timeout=30
+    )
+    assert verified.returncode == 0 and "complete" in verified.stdout, verified.stdout

@@ -146,10 +146,19 @@ def last_sha(path: Path) -> str | None:
     try:
         for line in _read_lines(path):
             last = line or last
+        torn = path.stat().st_size > 0 and _last_byte(path) != b"\n"
     except FileNotFoundError:
         return None
+    if torn:  # a writer died mid-line: continuing would chain onto half a line
+        raise OSError(errno.EIO, "its last line is torn (no newline): not continued", str(path))
     match = _LINE.match(last) if last else None
     return match["sha"] if match else None
+
+
+def _last_byte(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1)
 
 
 def parse_fields(text: str) -> dict[str, str]:
@@ -215,7 +224,7 @@ def verify(path: Path) -> Verification:
     result = Verification(path)
     try:
         problem = _check_chain(path, result)
-    except NotUtf8 as exc:
+    except (NotUtf8, LineTooLong) as exc:
         problem = f"{path}:{exc.line}: {exc.strerror}"
     except OSError as exc:
         problem = f"{path}: cannot read: {exc.strerror or exc}"
@@ -247,11 +256,29 @@ def _check_chain(path: Path, result: Verification) -> str | None:
     return None
 
 
+# No line the deployer writes comes near this; a "log" of gigabytes without a newline must not
+# be read into memory to find out.
+MAX_LINE_BYTES = 64 * 1024
+
+
+class LineTooLong(OSError):
+    """A line longer than any the deployer writes: not an audit log, or a forged one."""
+
+    def __init__(self, path: Path, line: int) -> None:
+        super().__init__(errno.EFBIG, f"line longer than {MAX_LINE_BYTES} bytes", str(path))
+        self.line = line
+
+
 def _read_lines(path: Path) -> Iterator[str]:
-    """The lines of a log, split on \\n only; NotUtf8 names the first byte that is not UTF-8."""
+    """The lines of a log, split on \\n only; NotUtf8 names the first byte that is not UTF-8,
+    LineTooLong the first line too long to be one of ours."""
     offset = 0
     with path.open("rb") as lines:  # bytes: a decoding error then knows its place in the file
-        for number, raw in enumerate(lines, start=1):
+        number = 0
+        while raw := lines.readline(MAX_LINE_BYTES + 1):
+            number += 1
+            if len(raw) > MAX_LINE_BYTES:
+                raise LineTooLong(path, number)
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:

@@ -181,6 +181,11 @@ audit() {{
   local body previous sha
   body="[AUDIT] $(date -u '+%Y-%m-%d %H:%M:%S') $*"
   previous=""
+  # A last line without its newline (a writer died mid-line) is not chained onto.
+  if [ -s "$AUDIT_LOG" ] && [ -n "$(tail -c 1 "$AUDIT_LOG")" ]; then
+    echo "rollback refused: $AUDIT_LOG ends in a torn line; move it aside first" >&2
+    exit 1
+  fi
   if [ -s "$AUDIT_LOG" ]; then
     previous=$(tail -n 1 "$AUDIT_LOG" | sed -n 's/.* sha=\([0-9a-f]\{{16\}}\)$/\1/p')
   fi

@@ -208,6 +208,12 @@ class TargetProfile(_Model):
     @classmethod
     def _known_backend(cls, host: str) -> str:
         scheme = host.split("://", 1)[0] if "://" in host else ""
+        userinfo = host.split("://", 1)[-1].split("/", 1)[0].rpartition("@")[0]
+        if ":" in userinfo:  # not echoed: the message would carry the password along
+            raise ValueError(
+                "holds a password (user:password@): testinfra would pass it to sshpass on a "
+                "command line, visible to every user; use an ssh key or agent"
+            )
         if scheme not in BACKENDS:
             raise ValueError(f"{host!r} is not a testinfra host (backends: {', '.join(BACKENDS)})")
         return host
@@ -216,13 +222,16 @@ class TargetProfile(_Model):
 def load_profile(path: Path) -> TargetProfile:
     """Read and validate one profile file; any problem is a ProfileError naming file and field."""
     try:
-        raw = yamlfile.load(path.read_text(encoding="utf-8"))
+        raw = yamlfile.load(yamlfile.read_bounded(path))
     except FileNotFoundError:
         raise ProfileError(f"{path}: target profile not found") from None
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except (OSError, yaml.YAMLError) as exc:
         # One line, position and problem: never the file's own text (a --target pointed at
         # the wrong file must not print it).
         problem = yaml_problem(exc) if isinstance(exc, yaml.YAMLError) else exc.strerror or exc
+        problem = str(problem).removeprefix(f"{path} ")
         raise ProfileError(f"{path}: cannot read target profile: {problem}") from None
     if not isinstance(raw, dict):
         raise ProfileError(f"{path}: a target profile must be a mapping of fields")
@@ -232,10 +241,29 @@ def load_profile(path: Path) -> TargetProfile:
         raise ProfileError(f"{path}: {describe_errors(exc)}") from None
 
 
+# An unknown key is named only if it looks like a field name (a typo of one, most likely): a
+# --target pointed at /etc/shadow must not print its lines as "unknown fields".
+FIELD_NAME = re.compile(r"[a-z][a-z_]{0,31}")
+SHOWN_ERRORS = 8
+
+
 def describe_errors(exc: ValidationError) -> str:
-    """One line per invalid field, as ``field.path: what is wrong``."""
-    lines = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        lines.append(f"{where}: {error['msg']}")
-    return "; ".join(lines)
+    """One part per invalid field, as ``field.path: what is wrong``; never a value, nor a key
+    that does not look like a field name."""
+    lines, hidden = [], 0
+    # Unknown keys first: a misspelt field is the likeliest cause of the others' "missing".
+    errors = sorted(exc.errors(), key=lambda error: error["type"] != "extra_forbidden")
+    for error in errors:
+        parts = [str(part) for part in error["loc"]]
+        if error["type"] == "extra_forbidden" and not FIELD_NAME.fullmatch(parts[-1]):
+            hidden += 1
+            continue
+        lines.append(f"{'.'.join(parts) or '(top level)'}: {error['msg']}")
+    shown = lines[:SHOWN_ERRORS]
+    if len(lines) > SHOWN_ERRORS:
+        shown.append(f"and {len(lines) - SHOWN_ERRORS} more")
+    if hidden:
+        shown.append(
+            f"{hidden} unknown key(s) not shown (not field names: is this a target profile?)"
+        )
+    return "; ".join(shown)

@@ -169,7 +169,7 @@ class Phase(Protocol[ConfigT, MoveT]):
 def load_one(path: Path, model: type[M]) -> M:
     """Parse one YAML file into `model`; any failure is a ConfigError naming the field."""
     try:
-        data = yamlfile.load(path.read_text(encoding="utf-8"))
+        data = yamlfile.load(yamlfile.read_bounded(path))
     except FileNotFoundError:
         raise ConfigError(path, None, "file is missing") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:

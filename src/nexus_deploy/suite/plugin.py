@@ -12,7 +12,7 @@ from collections.abc import Generator
 import pytest
 from _pytest.junitxml import xml_key
 
-from nexus_deploy.suite import report_html, startup_gc
+from nexus_deploy.suite import report_html, signals, startup_gc
 from nexus_deploy.suite.gate import activation_stage, run_order, split_activation
 from nexus_deploy.suite.options import show_only, without_session
 from nexus_deploy.suite.prechecks import (
@@ -58,6 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.xmlpath = config.option.xmlpath or str(run.files.junit)
     config.stash[RUN_KEY] = run
     config.pluginmanager.register(RunHooks(run), PLUGIN_NAME)
+    config.add_cleanup(signals.end_like_ctrl_c())
     if config.pluginmanager.has_plugin("html"):
         config.option.htmlpath = config.option.htmlpath or str(run.files.html)
         config.option.self_contained_html = True
@@ -71,6 +72,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    run = config.stash.get(RUN_KEY, None)
+    if run is not None and run.started and not run.finished:
+        # Interrupted before the session began its tests (waiting for the lock, say): pytest
+        # then skips sessionfinish, and the run is closed here.
+        run.finish(pytest.ExitCode.INTERRUPTED)
     for name in (PLUGIN_NAME, f"{PLUGIN_NAME}-html"):
         plugin = config.pluginmanager.get_plugin(name)
         if plugin is not None:

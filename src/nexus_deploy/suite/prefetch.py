@@ -110,10 +110,10 @@ def start_early(config: pytest.Config) -> None:
     the caller's to decide)."""
     path = resolve_target_path(config.known_args_namespace.nexus_target, config.rootpath)
     try:
-        raw = yamlfile.load(path.read_text(encoding="utf-8"))
+        raw = yamlfile.load(yamlfile.read_bounded(path))
         host_spec = str(raw.get("host", "local://"))
         limit_s = usable_limit(raw.get("command_timeout_s", DEFAULT_COMMAND_TIMEOUT_S))
-    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):  # UnicodeDecodeError too
         return  # the profile is read, checked and if need be refused properly later
     if limit_s is None:
         return  # likewise

@@ -56,7 +56,9 @@ class DeploymentRun:
         self.tally = Tally(prechecks)
         self.notes: list[str] = []
         self.gate_problems: list[str] = []
-        self.red_prechecks: list[str] = []  # failed or not run, yet overridden by an emergency
+        # Failed or not run, yet overridden by an emergency.
+        self.red_prechecks: list[str] = []
+        self.finished = False  # the closing audit lines are written
         self.activation_started = False
         self.deployment: Deployment | None = None
         self._prechecks_ended = False
@@ -81,6 +83,10 @@ class DeploymentRun:
     @property
     def kind(self) -> str:
         return "precheck" if self.request is None else "deployment"
+
+    @property
+    def started(self) -> bool:
+        return self._audit is not None
 
     def start(self) -> None:
         self.files.run_dir.mkdir(parents=True, exist_ok=True)
@@ -225,6 +231,9 @@ class DeploymentRun:
         return self.decision
 
     def finish(self, exitstatus: int) -> None:
+        if self.finished:
+            return
+        self.finished = True
         interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
         if interrupted:
             interrupt_commands()  # they run out of the terminal's reach (see bounded_host)
