@@ -226,11 +226,12 @@ MAY_IMPORT = {
     "values": set(),
     "audit": set(),
     "runid": set(),
+    "crash": set(),
     "config": set(),
     "db": {"config"},
     "facts": {"config", "db"},
     "phases": {"config", "values"},
-    "change": {"audit", "config", "db", "facts", "phases", "runid", "values"},
+    "change": {"audit", "config", "crash", "db", "facts", "phases", "runid", "values"},
     "suite": {"audit", "change", "config", "facts", "phases", "runid", "values"},
     "cli": {"audit", "change", "config", "db", "facts", "phases", "runid", "values"},
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shlex
 import stat
@@ -26,7 +27,7 @@ from nexus_deploy import __version__, audit, db, phases
 from nexus_deploy.audit import AuditLog
 from nexus_deploy.change import restore_point
 from nexus_deploy.change.flags import decoded, read_rows
-from nexus_deploy.change.lock import DeploymentLock, LockDenied, holder_of
+from nexus_deploy.change.lock import DeploymentLock, LockDenied, holder_of, host_lock_content
 from nexus_deploy.change.refusal import Refused
 from nexus_deploy.config.profile import ProfileError, TargetProfile, load_profile
 from nexus_deploy.config.targets import resolve_target_path
@@ -135,12 +136,24 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         scripts = [audit_dir / f"rollback-{args.run_id}.sh"]
         wanted = scripts[0].name
     else:
-        # The newest run whose changes are live: an auto-rolled-back or uncommitted run's
-        # script would only report "already restored" and leave the live change in place.
+        # The newest run whose changes are live, as the database says: its rows carry the
+        # run's name. Not the scripts' STATUS lines: a run killed after COMMIT still says
+        # "pending", and one whose COMMIT never happened has nothing to undo.
+        try:
+            live = runs_live_in_database(profile_of(args))
+        except psycopg.Error as exc:
+            where = profile_of(args).database
+            print(
+                f"nexusctl: cannot tell which run's changes are live: {where.host}:{where.port}"
+                f"/{where.dbname}: {' '.join(str(exc).split())[:200]}; give the RUN_ID",
+                file=sys.stderr,
+            )
+            return 1
         scripts = [
-            s for s in sorted(audit_dir.glob("rollback-*.sh")) if script_status(s) == "committed"
-        ]
-        wanted = "rollback script of a committed run"
+            s for s in sorted(audit_dir.glob("rollback-*.sh"))
+            if s.stem.removeprefix("rollback-") in live
+        ]  # fmt: skip
+        wanted = "rollback script of a run whose changes are live"
     if not scripts or not scripts[-1].is_file():
         print(f"nexusctl: no {wanted} in {audit_dir}", file=sys.stderr)
         return 2
@@ -151,6 +164,19 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         return 1
     print(f"nexusctl: running {script} (deployment status {script_status(script)})")
     return subprocess.call(["bash", str(script), *(["--force"] if args.force else [])])
+
+
+def runs_live_in_database(profile: TargetProfile) -> set[str]:
+    """The run ids whose writes are in the flag table now (each row names its writer)."""
+    spec = profile.database
+    with db.connect(spec, autocommit=True) as connection:
+        rows = read_rows(connection, spec.flag_table)
+    return {
+        author.split()[0].removeprefix("run=")
+        for row in rows.values()
+        if (author := row.updated_by.removeprefix("nexus-deploy ")) != row.updated_by
+        and author.startswith("run=")
+    }
 
 
 def script_problem(script: Path) -> str | None:
@@ -298,11 +324,12 @@ def cmd_history(args: argparse.Namespace) -> int:
     logs = [path for path in found if path not in skipped]
     if not logs:
         print(f"no runs recorded in {audit_dir}")
+    running = running_run(profile_of(args))
     broken = 0
     for path in logs:
         result = audit.verify(path)
         broken += not result.intact
-        print(history_row(path, result))
+        print(history_row(path, result, running))
         if not result.intact:
             print(f"    {result.problems[0]}")
     for path, problem in skipped.items():
@@ -310,15 +337,28 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 1 if broken else 0
 
 
-def history_row(path: Path, result: audit.Verification) -> str:
-    """One run: its id and kind, how its log ends, how it went and what it was asked to do."""
+def running_run(profile: TargetProfile) -> str | None:
+    """The run id holding the deployment lock now, if the lock file says and the lock is held."""
+    content = host_lock_content(profile.audit.dir / ".deploy.lock")  # None: nobody holds it
+    try:
+        return str(json.loads(content or "null").get("run_id")) or None
+    except (ValueError, AttributeError):
+        return None
+
+
+def history_row(path: Path, result: audit.Verification, running: str | None = None) -> str:
+    """One run: its id and kind, how its log ends, how it went and what it was asked to do.
+    A log that never ended is a run still going (it holds the lock) or a killed one."""
     kind, _, run_id = path.stem.partition("-")
     chain = "intact" if result.intact else "BROKEN"
+    status = result.status or (
+        "-" if not result.intact else "running" if run_id == running else "killed"
+    )
     # Quoted as in the log: "phase3 step 2" stays one word for whoever splits the row.
     request = audit.format_value("request", result.request) if result.request else "-"
     return (
         f"{run_id:<24} {kind:<11} last={result.last_event or '-':<22} chain={chain:<6} "
-        f"status={result.status or '-':<8} request={request}"
+        f"status={status:<8} request={request}"
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from nexus_deploy import db, phases
+from nexus_deploy import crash, db, phases
 from nexus_deploy.audit import AuditLog
 from nexus_deploy.change import guard, restore_point, rollback
 from nexus_deploy.change.flags import decoded, read_rows, restore_statements, write_values
@@ -71,6 +71,7 @@ class Deployment:
         self._connection: psycopg.Connection[Any] | None = None
         self._lock: DeploymentLock | None = None
         self._configs: PhaseConfigs | None = None
+        self._planned_changes: list[Change] = []  # what the transaction writes, once planned
 
     @property
     def lock_file(self) -> Path:
@@ -116,6 +117,7 @@ class Deployment:
             **holder,
             lock_file=str(self.lock_file),
         )
+        crash.point("after-lock")
         return None
 
     def release_lock(self) -> None:
@@ -177,6 +179,7 @@ class Deployment:
                 "ROLLBACK_WRITTEN", script=str(files.script), sha256=sha, keys=len(rows),
                 restores="the restore point",
             )  # fmt: skip
+        crash.point("after-restore-point")
 
     def make_plan(self) -> list[Change]:
         """Desired flags against current rows; audited line by line, changes nothing."""
@@ -217,7 +220,47 @@ class Deployment:
             raise Refused("the progressive guard did not clear this activation: nothing applied")
         if self._lock is None:
             raise Refused("the deployment lock is not held")
+        try:
+            changes = self._apply_in_one_transaction()
+        except psycopg.OperationalError as lost:
+            # The connection died, perhaps with COMMIT sent and its answer lost: whether the
+            # change is live is settled by the database itself, never guessed.
+            try:
+                live = self.rows_written_by_this_run()
+            except psycopg.Error:
+                raise Refused(
+                    "the database connection was lost during the change and the database "
+                    "cannot be asked now: whether it is live is unknown; check `nexusctl "
+                    "status`, and if it is, the rollback script restores it"
+                ) from None
+            if not live:
+                raise Refused(
+                    f"the database connection was lost ({' '.join(str(lost).split())[:200]}); "
+                    "nothing was committed (no row carries this run's name)"
+                ) from None
+            changes = self._planned_changes
+            self.audit.write("COMMIT_CONFIRMED", reason="the answer to COMMIT was lost")
+        if not changes:
+            return
+        crash.point("after-commit")
+        # Audited once committed, not before: a log must not claim a change that a crash
+        # before COMMIT undid. A run killed right here leaves no FLAG_SET line, and its
+        # changes are found live in the database (nexusctl rollback, history) by their author.
+        for change in changes:
+            self.audit.write("FLAG_SET", key=change.key, old=change.old_text, new=change.new_text)
+        self.progress.changes, self.progress.committed = changes, True
+        self.audit.write("ACTIVATION_COMMITTED", changes=len(changes), request=self.request.summary)
+
+    def rows_written_by_this_run(self) -> bool:
+        """Whether any flag row is, right now, as this run wrote it (on a fresh connection)."""
         table = self.profile.database.flag_table
+        with db.connect(self.profile.database, autocommit=True) as connection:
+            rows = read_rows(connection, table)
+        return any(row.updated_by == self.written_by for row in rows.values())
+
+    def _apply_in_one_transaction(self) -> list[Change]:
+        table = self.profile.database.flag_table
+        self._planned_changes = []
         with self.connection.transaction():
             # Read again inside the transaction, locking the existing rows until commit (the
             # advisory lock keeps deployers out; this keeps a platform write from slipping in).
@@ -228,15 +271,13 @@ class Deployment:
             changes = diff(decoded(rows), desired_flags(self.request, self.configs()))
             if not changes:
                 self.audit.write("ACTIVATION_SKIPPED", reason="nothing to change")
-                return
+                return []
+            self._planned_changes = changes
             self._write_ahead(changes, rows)
+            crash.point("after-write-ahead")
             write_values(self.connection, table, {c.key: c.new for c in changes}, self.written_by)
-            for change in changes:
-                self.audit.write(
-                    "FLAG_SET", key=change.key, old=change.old_text, new=change.new_text
-                )
-        self.progress.changes, self.progress.committed = changes, True
-        self.audit.write("ACTIVATION_COMMITTED", changes=len(changes), request=self.request.summary)
+            crash.point("inside-transaction")
+        return changes
 
     def _write_ahead(self, changes: list[Change], rows: dict[str, FlagRow]) -> None:
         """The rollback script and the prior rows, on disk before the first write."""
@@ -264,6 +305,7 @@ class Deployment:
         # An emergency looks once: the gateway may be what is down, and the flags stay as
         # written whatever it shows (see below); waiting would only delay the kill switch.
         timeout_s = 0.0 if self.request.emergency is not None else spec.verify_timeout_s
+        crash.point("during-verification")
         try:
             seen = wait_until_visible(spec, expected, timeout_s)
         except Exception as exc:
@@ -309,6 +351,7 @@ class Deployment:
                     raise Refused(f"flags changed by someone else since the commit: {drifted}")
                 for statement in restore_statements(table, prior):
                     self.connection.execute(statement.encode())
+                crash.point("during-auto-rollback")
         except (Refused, psycopg.Error) as exc:
             reason = " ".join(str(exc).split())[:300]
             self.audit.write("AUTO_ROLLBACK_FAILED", reason=reason, script=str(files.script))

@@ -72,7 +72,8 @@ def summary_data(run: DeploymentRun, decision: Decision, exitstatus: int) -> dic
         "deployer_version": __version__,
         "deployer_commit": deployer_commit(),
         "platform_head": platform_head(run),
-        "started_at": run.started_at.isoformat(timespec="seconds"),
+        # Milliseconds: two runs in one second still sort in the history as they started.
+        "started_at": run.started_at.isoformat(timespec="milliseconds"),
         "duration_s": round(run.elapsed_s, 2),
         "request": request.summary if request else "precheck",
         "plan_only": bool(request and request.plan_only),
@@ -128,7 +129,7 @@ def refusal_data(run_id: str, reason: str, audit_log: Path) -> dict[str, Any]:
         "deployer_version": __version__,
         "deployer_commit": deployer_commit(),
         "platform_head": "unknown",
-        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
         "duration_s": 0.0,
         "request": "refused",
         "plan_only": False,
@@ -194,7 +195,7 @@ def index_row(data: dict[str, Any], folder: str) -> str:
     verdict = str(data.get("verdict", "?"))
     css = next((v.css for v in Verdict if v.value == verdict), "nogo")
     cells = [
-        str(data.get("started_at", "")).replace("T", " ").removesuffix("+00:00"),
+        str(data.get("started_at", "")).replace("T", " ")[:19],
         str(data.get("request", "")),
         None,
         str(data.get("operator", "")),
