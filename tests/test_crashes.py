@@ -128,6 +128,4 @@ def test_kill_9_during_an_emergency_move_leaves_the_truth(
         "--activate=phase3", "--step=0", "--emergency=fraud", target=target,
         env={CRASH_ENV: point},
     )  # fmt: skip
-    assert_the_truth(
-        run, target, clean_flags, step(1), step(0), point == "after-commit", opened_id
-    )
+    assert_the_truth(run, target, clean_flags, step(1), step(0), point == "after-commit", opened_id)
