@@ -119,13 +119,14 @@ def test_history_tells_runs_apart_by_status_and_request(audit_dir, target_file, 
     ]  # fmt: skip
 
 
-def test_history_shows_no_status_for_a_run_cut_short(audit_dir, target_file, capsys):
+def test_history_shows_a_run_cut_short_as_killed(audit_dir, target_file, capsys):
     log = run_log(audit_dir / "deployment-20260101T000001Z-aaaa.log", "phase4 mode global")
     log.write_text("".join(log.read_text().splitlines(keepends=True)[:-1]))
     code, rows = history_rows(target_file(), capsys)
     assert code == 0, rows
     (row,) = rows
-    assert "last=PRECHECK_DISK" in row and "status=- " in row, row
+    # The Trust issue: a run whose log never ended, and that holds no lock, was killed.
+    assert "last=PRECHECK_DISK" in row and "status=killed " in row, row
     assert row.endswith('request="phase4 mode global"'), row
 
 
