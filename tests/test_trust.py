@@ -20,6 +20,8 @@ from suite import REPO, flag_rows
 from test_activation import postgres_admin, sandbox_password
 
 from nexus_deploy import db
+from nexus_deploy.audit import AuditLog
+from nexus_deploy.change import rollback
 from nexus_deploy.config.profile import load_profile
 
 pytestmark = pytest.mark.usefixtures("sandbox_up")
@@ -276,3 +278,64 @@ def test_sigterm_and_sighup_close_the_run_like_ctrl_c(
         [str(NEXUSCTL), "audit", "verify", str(log)], capture_output=True, text=True, timeout=30
     )
     assert verified.returncode == 0 and "complete" in verified.stdout, verified.stdout
+
+
+# --- the audit directory: nothing written through a symlink someone left there ------------
+
+
+def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(
+    run_suite: Callable[..., Any],
+    target_file: Callable[..., Path],
+    tmp_path: Path,
+    clean_flags: psycopg.Connection[Any],
+) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n", encoding="utf-8")
+    (tmp_path / "audit").mkdir()
+    (tmp_path / "audit" / ".deploy.lock").symlink_to(victim)
+    run = run_suite("--activate=phase3", "--step=1", target=target_file())
+    assert run.rc == 1, run.output
+    assert "cannot take the deployment lock" in run.output
+    assert victim.read_text(encoding="utf-8") == "precious\n"
+    assert market_flags(clean_flags) == {}, "nothing activated without the lock"
+
+
+def test_write_ahead_files_are_never_written_through_a_symlinked_temp_file(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n", encoding="utf-8")
+    script = tmp_path / "rollback-20260101T000000Z-abcd.sh"
+    (tmp_path / f".{script.name}.tmp").symlink_to(victim)
+    rollback.write_durably(script, "#!/usr/bin/env bash\n", 0o750)
+    assert victim.read_text(encoding="utf-8") == "precious\n"
+    assert script.read_text(encoding="utf-8") == "#!/usr/bin/env bash\n"
+    assert oct(script.stat().st_mode & 0o777) == "0o750"
+
+
+def test_an_audit_log_is_never_written_through_a_symlink(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n", encoding="utf-8")
+    log = tmp_path / "deployment-20260101T000000Z-abcd.log"
+    log.symlink_to(victim)
+    with pytest.raises(OSError, match="symlink"):
+        AuditLog(log)
+    assert victim.read_text(encoding="utf-8") == "precious\n"
+
+
+def test_a_rollback_script_refuses_a_symlinked_log(
+    target_file: Callable[..., Path], tmp_path: Path, clean_flags: psycopg.Connection[Any]
+) -> None:
+    target = target_file()
+    done = nexusctl(target, "marketplace", "enable", "--phase", "3", "--step", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (script,) = (tmp_path / "audit").glob("rollback-*.sh")
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n", encoding="utf-8")
+    script.with_suffix(".log").symlink_to(victim)
+    refused = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "is a symlink" in refused.stderr, refused.stderr
+    assert victim.read_text(encoding="utf-8") == "precious\n"
+    assert market_flags(clean_flags)["marketplace.step"] == 1, "nothing restored"
+
+
+def market_flags(connection: psycopg.Connection[Any]) -> dict[str, Any]:
+    return {k: json.loads(v) for k, v, _, _ in flag_rows(connection) if k.startswith("market")}

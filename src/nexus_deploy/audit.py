@@ -104,10 +104,13 @@ class AuditLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        if path.is_symlink():  # checked before reading it too: see the open below
+            raise OSError(errno.ELOOP, "an audit log is never written through a symlink", str(path))
         # Appending to an existing log (a rollback run twice) continues its chain.
         self._last = last_sha(path) or genesis(path.name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        # Never through a symlink: root appends here, and the directory may be writable by others.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o640)
         self._file: IO[str] = os.fdopen(fd, "a", encoding="utf-8")
 
     def write(self, event: str, **fields: Value) -> str:

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,17 @@ def flock_holders(path: Path) -> list[int]:
     return pids
 
 
+def open_lock_file(path: Path) -> IO[str]:
+    """The host lock file, never through a symlink and only if it is a regular file: root
+    truncates and rewrites it, and a local user who can write the audit directory could
+    otherwise point it at any file on the host (OSError says why)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path} is not a regular file")
+    return os.fdopen(fd, "a+", encoding="utf-8")
+
+
 class DeploymentLock:
     """Both locks, taken together and released together."""
 
@@ -112,7 +124,7 @@ class DeploymentLock:
 
     def _try_once(self) -> bool:
         self.lock_file.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.lock_file.open("a+", encoding="utf-8")
+        handle = open_lock_file(self.lock_file)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -42,7 +42,11 @@ class RollbackFiles:
 def write_durably(path: Path, text: str, mode: int) -> str:
     """Write, fsync the file and its directory, and return the sha256 of the text."""
     temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
+    # Made anew, never through a symlink someone left in the directory, and with its final
+    # mode from the start (not 0644 until a chmod).
+    temporary.unlink(missing_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    with os.fdopen(os.open(temporary, flags, mode & 0o700), "w", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
@@ -168,6 +172,11 @@ if [ -z "${{PGPASSWORD:-}}" ] && [ -n "${{{password_env}:-}}" ]; then
   export PGPASSWORD="${{{password_env}}}"
 fi
 if [ -z "${{PGPASSWORD:-}}" ] && [ -n {passfile} ]; then export PGPASSFILE={passfile}; fi
+
+# Root appends to these: never through a symlink someone left in the audit directory.
+for path in "$AUDIT_LOG" "$LOCK_FILE"; do
+  if [ -L "$path" ]; then echo "rollback refused: $path is a symlink" >&2; exit 1; fi
+done
 
 force=false
 case "${{1:-}}" in
