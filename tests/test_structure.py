@@ -232,7 +232,7 @@ MAY_IMPORT = {
     "facts": {"config", "db"},
     "phases": {"config", "values"},
     "change": {"audit", "config", "crash", "db", "facts", "phases", "runid", "values"},
-    "suite": {"audit", "change", "config", "facts", "phases", "runid", "values"},
+    "suite": {"audit", "change", "config", "db", "facts", "phases", "runid", "values"},
     "cli": {"audit", "change", "config", "db", "facts", "phases", "runid", "values"},
 }
 

@@ -339,3 +339,33 @@ def test_a_rollback_script_refuses_a_symlinked_log(
 
 def market_flags(connection: psycopg.Connection[Any]) -> dict[str, Any]:
     return {k: json.loads(v) for k, v, _, _ in flag_rows(connection) if k.startswith("market")}
+
+
+# --- finding 1: a database refusal after DATABASE passed -----------------------------------
+
+PASSWORD_SWAP = """
+import os
+
+def pytest_runtest_setup(item):
+    # DATABASE has passed; now the platform's password changes under the run, for real: the
+    # plan's connection is refused by PostgreSQL itself.
+    if item.name == "test_plan":
+        os.environ["NEXUS_DB_PASSWORD"] = os.environ["SWAPPED_PASSWORD"]
+"""
+
+
+def test_a_refused_connection_after_database_passed_never_shows_the_password(
+    run_suite: Callable[..., Any], tmp_path: Path
+) -> None:
+    (tmp_path / "password_swap.py").write_text(PASSWORD_SWAP, encoding="utf-8")
+    secret = f"wrong-{SECRET}"
+    run = run_suite(
+        "--activate=phase3", "--step=1", "--plan", "-p", "password_swap",
+        env={"PYTHONPATH": str(tmp_path), "SWAPPED_PASSWORD": secret},
+    )  # fmt: skip
+    assert run.rc == 1, run.output
+    assert run.cases["test_database"]["outcome"] == "passed"
+    assert "password authentication failed" in run.output
+    assert secret not in run.output, "the password reached the terminal"
+    for written in ("junit.xml", "report.html", "summary.json"):
+        assert secret not in (run.run_dir / written).read_text(encoding="utf-8"), written

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,14 @@ KEEPALIVES = {
     "keepalives_interval": 5,
     "keepalives_count": 3,
 }
+
+
+def without_secrets(text: str) -> str:
+    """``text`` with any ``password=...`` of a connection string masked (libpq quotes some)."""
+    return SECRET_IN_CONNINFO.sub(r"\1***", text)
+
+
+SECRET_IN_CONNINFO = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
 
 def connection_kwargs(spec: DatabaseSpec) -> dict[str, Any]:

@@ -5,14 +5,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 from nexus_deploy.change.refusal import Refused
+from nexus_deploy.db import without_secrets
 from nexus_deploy.facts.bounded_host import HostCommandError, HostCommandTimeout
 
-# Raised from deep inside testinfra, yet their message says all an operator needs: which command
-# on which host, and the limit. Shown alone, as no_problems shows its own.
-SELF_EXPLAINING = (HostCommandTimeout, HostCommandError)
+# Raised from deep inside testinfra or psycopg, yet their message says all an operator needs:
+# which command on which host and the limit; which server refused and why. Shown alone, as
+# no_problems shows its own: a traceback through psycopg would print each frame's arguments,
+# the connection's password among them.
+SELF_EXPLAINING = (HostCommandTimeout, HostCommandError, psycopg.Error)
 
 
 def no_problems(problems: list[str]) -> None:
@@ -40,4 +44,4 @@ def refusal_fails() -> Iterator[None]:
 def shorten_self_explaining(report: pytest.TestReport, call: pytest.CallInfo[None]) -> None:
     """Show a SELF_EXPLAINING failure as its message, without the traceback through testinfra."""
     if call.excinfo is not None and call.excinfo.errisinstance(SELF_EXPLAINING):
-        report.longrepr = str(call.excinfo.value)
+        report.longrepr = without_secrets(str(call.excinfo.value))
