@@ -31,6 +31,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   .venv/bin/pip install -q -c constraints.txt -e '.[dev]'
   echo "$wanted" > "$stamp"
 fi
+# The audit key: outside every audit directory, owner-only (see src/nexus_deploy/config/auditkey.py).
+if [ ! -s /etc/nexus-deploy/audit.key ]; then
+  install -d -m 0700 /etc/nexus-deploy
+  (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > /etc/nexus-deploy/audit.key)
+  echo "[setup] audit key made: /etc/nexus-deploy/audit.key"
+fi
+install -d -m 0700 /var/lib/nexus-deploy
 # nexusctl on PATH, as the runbook types it (a link, so the checkout stays the one that runs).
 if [ -w /usr/local/bin ] && [ "$(readlink /usr/local/bin/nexusctl)" != "$PWD/.venv/bin/nexusctl" ]; then
   ln -sfn "$PWD/.venv/bin/nexusctl" /usr/local/bin/nexusctl

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import yaml
 from suite import REPO, flag_rows
 from test_activation import postgres_admin, sandbox_password
 
-from nexus_deploy import db
+from nexus_deploy import audit, db
 from nexus_deploy.audit import AuditLog
 from nexus_deploy.change import rollback
 from nexus_deploy.config.profile import load_profile
@@ -369,3 +370,67 @@ def test_a_refused_connection_after_database_passed_never_shows_the_password(
     assert secret not in run.output, "the password reached the terminal"
     for written in ("junit.xml", "report.html", "summary.json"):
         assert secret not in (run.run_dir / written).read_text(encoding="utf-8"), written
+
+
+# --- finding 7: a keyed chain, anchored outside the audit directory ------------------------
+
+
+def rechained(log: Path, edit: Callable[[str], str]) -> None:
+    """What someone who can write the audit directory, but has no key, can do: edit a line and
+    recompute every sha with the public formula."""
+    previous = audit.genesis(log.name)
+    lines = []
+    for line in log.read_text(encoding="utf-8").splitlines():
+        body = edit(line.rsplit(" sha=", 1)[0])
+        previous = audit.chain(previous, body)
+        lines.append(f"{body} sha={previous}")
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_the_keyed_chain_catches_a_log_rewritten_and_rechained(
+    run_suite: Callable[..., Any], tmp_path: Path
+) -> None:
+    run = run_suite("-m", "precheck")
+    assert run.rc == 0, run.output
+    (log,) = run.audit_files()
+    target = tmp_path / "target.yaml"
+    ok = nexusctl(target, "audit", "verify", str(log))
+    assert ok.returncode == 0 and "checked: keyed, anchored" in ok.stdout, ok.stdout
+    rechained(
+        log, lambda body: body.replace("PRECHECK_DISK status=PASS", "PRECHECK_DISK status=FAIL")
+    )
+    assert audit.verify(log).intact, "without the key the forgery passes, as before"
+    caught = nexusctl(target, "audit", "verify", str(log))
+    assert caught.returncode == 1, caught.stdout
+    assert "keyed chain broken at PRECHECK_DISK" in caught.stdout
+
+
+def test_a_closed_log_must_match_its_anchor(run_suite: Callable[..., Any], tmp_path: Path) -> None:
+    run = run_suite("-m", "precheck")
+    (log,) = run.audit_files()
+    profile = yaml.safe_load((tmp_path / "target.yaml").read_text(encoding="utf-8"))
+    key = profile["audit"]["key_file"]
+    anchors = tmp_path / "anchors"
+    shutil.copy(profile["audit"]["anchor_file"], anchors)
+    verify = [str(NEXUSCTL), "audit", "verify", str(log), f"--key={key}", f"--anchors={anchors}"]
+    assert subprocess.run(verify, capture_output=True, text=True).returncode == 0
+    lines = anchors.read_text(encoding="utf-8").splitlines()
+    forged = [f"{log.name} {'0' * 16}" if line.startswith(log.name) else line for line in lines]
+    anchors.write_text("\n".join(forged) + "\n", encoding="utf-8")
+    mismatch = subprocess.run(verify, capture_output=True, text=True)
+    assert mismatch.returncode == 1 and "does not match its anchor" in mismatch.stdout
+    anchors.write_text("", encoding="utf-8")
+    missing = subprocess.run(verify, capture_output=True, text=True)
+    assert missing.returncode == 1 and "no anchor" in missing.stdout
+
+
+def test_an_audit_key_others_could_read_is_refused(
+    run_suite: Callable[..., Any], target_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    key = tmp_path / "audit.key"
+    key.write_text(SECRET.encode().hex()[:64].ljust(64, "0"), encoding="ascii")
+    key.chmod(0o644)
+    run = run_suite("-m", "precheck", target=target_file({"audit.key_file": str(key)}))
+    assert run.rc == pytest.ExitCode.USAGE_ERROR, run.output
+    assert f"{key}: the audit key has mode 0644; it must be 0600" in run.output
+    assert SECRET.encode().hex()[:64] not in run.output

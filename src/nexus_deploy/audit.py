@@ -7,6 +7,14 @@ or a whole log passed off under another run's name, breaks the chain. A log that
 with a closing event was cut short (or is still being written). The chain has no secret: it
 proves the log is as the deployer wrote it, not who could have written it. Lines are flushed
 and fsynced as they are written: after a crash the log tells how far the run got.
+
+With a key (a file outside the audit directory, owner-only, made at setup), each line also
+carries ``hmac=<16 hex>`` before its ``sha``: the start of HMAC-SHA256(key, previous hmac +
+line body), chained the same way. Whoever rewrites a log and re-chains its ``sha`` with the
+public formula cannot forge the ``hmac``; ``verify(path, key)`` catches it, and a verifier
+without the key still checks the ``sha`` chain as before. When a keyed log is closed, its
+final hmac is appended to an anchor file outside the directory too (``anchor``), so that a
+log cut short and re-chained, or replaced whole, no longer matches its anchor.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import hashlib
+import hmac
 import os
 import re
 import unicodedata
@@ -49,6 +58,14 @@ def genesis(file_name: str) -> str:
 def chain(previous: str, body: str) -> str:
     """The sha of a line given the sha of the line before it."""
     return hashlib.sha256(f"{previous}\n{body}".encode()).hexdigest()[:16]
+
+
+def keyed(key: bytes, previous: str, body: str) -> str:
+    """The hmac of a line (its body without the hmac field) given the hmac before it."""
+    return hmac.new(key, f"{previous}\n{body}".encode(), hashlib.sha256).hexdigest()[:16]
+
+
+_HMAC_FIELD = re.compile(r" hmac=(?P<hmac>[0-9a-f]{16})$")
 
 
 def format_value(key: str, value: Value) -> str:
@@ -102,12 +119,16 @@ def format_body(event: str, fields: dict[str, Value], now: dt.datetime) -> str:
 class AuditLog:
     """Appends chained lines to one file, each on disk before ``write`` returns."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, key: bytes | None = None) -> None:
         self.path = path
+        self.key = key
         if path.is_symlink():  # checked before reading it too: see the open below
             raise OSError(errno.ELOOP, "an audit log is never written through a symlink", str(path))
         # Appending to an existing log (a rollback run twice) continues its chain.
         self._last = last_sha(path) or genesis(path.name)
+        self._last_hmac = genesis(path.name)
+        if key is not None and path.exists() and path.stat().st_size:
+            raise OSError(errno.EEXIST, "a keyed audit log is always a new file", str(path))
         path.parent.mkdir(parents=True, exist_ok=True)
         # Never through a symlink: root appends here, and the directory may be writable by others.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o640)
@@ -115,6 +136,9 @@ class AuditLog:
 
     def write(self, event: str, **fields: Value) -> str:
         body = format_body(event, fields, dt.datetime.now(dt.UTC))
+        if self.key is not None:
+            self._last_hmac = keyed(self.key, self._last_hmac, body)
+            body = f"{body} hmac={self._last_hmac}"
         self._last = chain(self._last, body)
         line = f"{body} sha={self._last}"
         self._file.write(line + "\n")
@@ -122,9 +146,37 @@ class AuditLog:
         os.fsync(self._file.fileno())
         return line
 
+    @property
+    def final_hmac(self) -> str | None:
+        """The keyed chain's last value (what ``anchor`` records), or None without a key."""
+        return self._last_hmac if self.key is not None else None
+
     def close(self) -> None:
         if not self._file.closed:
             self._file.close()
+
+
+def anchor(anchor_file: Path, log: Path, final_hmac: str) -> None:
+    """Record a closed log's final hmac outside its directory: ``<log name> <hmac>`` lines,
+    appended, never through a symlink, owner-only."""
+    anchor_file.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(anchor_file, flags, 0o600)
+    try:
+        os.write(fd, f"{log.name} {final_hmac}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def anchored(anchor_file: Path, log: Path) -> str | None:
+    """The final hmac recorded for ``log`` (the last, if recorded twice), or None."""
+    found = None
+    for line in _read_lines(anchor_file):
+        name, _, value = line.partition(" ")
+        if name == log.name:
+            found = value
+    return found
 
 
 class NotUtf8(OSError):
@@ -187,6 +239,7 @@ class Verification:
     # Fields of verified lines only: a line that breaks the chain tells nothing.
     last_fields: dict[str, str] = field(default_factory=dict)
     start_fields: dict[str, str] = field(default_factory=dict)
+    final_hmac: str | None = None  # the keyed chain's last value, when checked with the key
 
     @property
     def intact(self) -> bool:
@@ -219,14 +272,18 @@ class Verification:
         return request
 
 
-def verify(path: Path) -> Verification:
-    """Check every line's sha against the chain; report the first line where it breaks.
+def verify(path: Path, key: bytes | None = None, anchors: Path | None = None) -> Verification:
+    """Check every line's sha against the chain; report the first line where it breaks. With
+    ``key``, the keyed chain too (every line must carry it); with ``anchors`` as well, a closed
+    log's final hmac must be the one recorded there.
 
     A log that cannot be read (not UTF-8, a directory, no permission) is broken too, and says so.
     """
     result = Verification(path)
     try:
-        problem = _check_chain(path, result)
+        problem = _check_chain(path, result, key)
+        if problem is None and key is not None and anchors is not None and result.complete:
+            problem = _check_anchor(path, result, anchors)
     except (NotUtf8, LineTooLong) as exc:
         problem = f"{path}:{exc.line}: {exc.strerror}"
     except OSError as exc:
@@ -238,9 +295,9 @@ def verify(path: Path) -> Verification:
     return result
 
 
-def _check_chain(path: Path, result: Verification) -> str | None:
+def _check_chain(path: Path, result: Verification, key: bytes | None) -> str | None:
     """Walk the lines into ``result``; the first problem found, or None."""
-    previous = genesis(path.name)
+    previous = previous_hmac = genesis(path.name)
     for number, line in enumerate(_read_lines(path), start=1):
         result.lines = number
         match = _LINE.match(line)
@@ -251,6 +308,17 @@ def _check_chain(path: Path, result: Verification) -> str | None:
                 f"{path}:{number}: chain broken at {match['event']} "
                 "(line edited, removed, reordered or added by hand)"
             )
+        if key is not None:
+            tagged = _HMAC_FIELD.search(match["body"])
+            if tagged is None:
+                return f"{path}:{number}: no hmac at {match['event']} (not written with the key)"
+            previous_hmac = keyed(key, previous_hmac, match["body"][: tagged.start()])
+            if previous_hmac != tagged["hmac"]:
+                return (
+                    f"{path}:{number}: keyed chain broken at {match['event']} (rewritten and "
+                    "re-chained by someone without the key)"
+                )
+            result.final_hmac = previous_hmac
         previous = match["sha"]
         result.last_event = match["event"]
         result.last_fields = parse_fields(match["fields"] or "")
@@ -270,6 +338,15 @@ class LineTooLong(OSError):
     def __init__(self, path: Path, line: int) -> None:
         super().__init__(errno.EFBIG, f"line longer than {MAX_LINE_BYTES} bytes", str(path))
         self.line = line
+
+
+def _check_anchor(path: Path, result: Verification, anchors: Path) -> str | None:
+    recorded = anchored(anchors, path) if anchors.exists() else None
+    if recorded is None:
+        return f"{path}: closed, but no anchor in {anchors} (made without it, or replaced whole)"
+    if recorded != result.final_hmac:
+        return f"{path}: does not match its anchor in {anchors} (changed after it was closed)"
+    return None
 
 
 def _read_lines(path: Path) -> Iterator[str]:

@@ -24,11 +24,12 @@ from pathlib import Path
 import psycopg
 
 from nexus_deploy import __version__, audit, db, phases
-from nexus_deploy.audit import AuditLog
+from nexus_deploy.audit import AuditLog, anchor
 from nexus_deploy.change import restore_point
 from nexus_deploy.change.flags import decoded, read_rows
 from nexus_deploy.change.lock import DeploymentLock, LockDenied, holder_of, host_lock_content
 from nexus_deploy.change.refusal import Refused
+from nexus_deploy.config.auditkey import AuditKeyError, load_audit_key
 from nexus_deploy.config.profile import ProfileError, TargetProfile, load_profile
 from nexus_deploy.config.targets import resolve_target_path
 from nexus_deploy.phases.base import SuiteArguments
@@ -223,8 +224,13 @@ def cmd_restore_to(args: argparse.Namespace) -> int:
     run_id, started = new_run_id(), time.monotonic()
     lock_file = profile.audit.dir / ".deploy.lock"
     by = f"nexus-deploy run={run_id} operator={operator()}"
-    audit = AuditLog(profile.audit.dir / f"deployment-{run_id}.log")
-    audit.write(
+    try:
+        key = audit_key_of(profile)
+    except AuditKeyError as exc:
+        print(f"nexusctl: {exc}", file=sys.stderr)
+        return 2
+    log = AuditLog(profile.audit.dir / f"deployment-{run_id}.log", key)
+    log.write(
         "DEPLOYMENT_START", timestamp=int(time.time()), run_id=run_id, version=__version__,
         target=profile.name, request=f"restore to {args.to}", operator=operator(),
     )  # fmt: skip
@@ -233,16 +239,16 @@ def cmd_restore_to(args: argparse.Namespace) -> int:
         with db.connect(profile.database, autocommit=True) as connection:
             lock = DeploymentLock(connection, lock_file, {"run_id": run_id})
             lock.acquire(float(args.lock_timeout or 0))
-            audit.write("LOCK_ACQUIRED", pid=os.getpid(), timestamp=int(time.time()))
+            log.write("LOCK_ACQUIRED", pid=os.getpid(), timestamp=int(time.time()))
             try:
                 saved, changed = restore_point.restore_table(
                     connection, point, profile.backup.dir, run_id, profile.database,
-                    lock_file, audit, by,
+                    lock_file, log, by,
                 )  # fmt: skip
             finally:
                 lock.release()
-                audit.write("LOCK_RELEASED", run_id=run_id)
-        audit.write("RESTORE_COMPLETE", to=args.to, changed=changed)
+                log.write("LOCK_RELEASED", run_id=run_id)
+        log.write("RESTORE_COMPLETE", to=args.to, changed=changed)
         print(
             f"nexusctl: the flag table is back at restore point {args.to} ({changed} rows "
             f"changed); the table as it was is restore point {saved.run_id}: "
@@ -250,17 +256,19 @@ def cmd_restore_to(args: argparse.Namespace) -> int:
         )
         code, status = 0, "success"
     except LockDenied as denied:
-        audit.write("LOCK_DENIED", holder=str(denied))
+        log.write("LOCK_DENIED", holder=str(denied))
         print(f"nexusctl: another deployment holds the lock: {denied}", file=sys.stderr)
         code = 3
     except (Refused, psycopg.Error, OSError) as exc:
         reason = " ".join(str(exc).split())[:300]
-        audit.write("RESTORE_FAILED", reason=reason)
+        log.write("RESTORE_FAILED", reason=reason)
         print(f"nexusctl: restore to {args.to} failed, nothing changed: {reason}", file=sys.stderr)
     finally:
         duration = round(time.monotonic() - started, 2)
-        audit.write("DEPLOYMENT_COMPLETE", duration=duration, status=status)
-        audit.close()
+        log.write("DEPLOYMENT_COMPLETE", duration=duration, status=status)
+        log.close()
+        if profile.audit.anchor_file is not None and log.final_hmac is not None:
+            anchor(profile.audit.anchor_file, log.path, log.final_hmac)
     return code
 
 
@@ -289,7 +297,36 @@ def not_a_file(path: Path) -> str | None:
     return None if stat.S_ISREG(mode) else "not a regular file"  # a FIFO would block a read
 
 
+def audit_key_of(profile: TargetProfile) -> bytes | None:
+    """The profile's audit key, checked (AuditKeyError), or None for a profile without one."""
+    if profile.audit.key_file is None:
+        return None
+    return load_audit_key(profile.audit.key_file, profile.audit.dir)
+
+
+def verification_key(args: argparse.Namespace) -> tuple[bytes | None, Path | None, str]:
+    """The key and anchors to verify with (--key/--anchors, else the profile's), and a word on
+    how the logs were checked."""
+    key: bytes | None
+    try:
+        if args.key:
+            key = load_audit_key(Path(args.key), Path(args.files[0]).parent)
+            anchors = Path(args.anchors) if args.anchors else None
+        else:
+            profile = profile_of(args)
+            key, anchors = audit_key_of(profile), profile.audit.anchor_file
+    except AuditKeyError as exc:
+        return None, None, f"chain only: {exc}"
+    except ProfileError:
+        return None, None, "chain only (no profile, no --key)"
+    if key is None:
+        return None, None, "chain only (no audit key)"
+    return key, anchors, "keyed" + (", anchored" if anchors else "")
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    key, anchors, how = verification_key(args)
+    print(f"checked: {how}")
     broken = 0
     for name in args.files:
         path = Path(name)
@@ -303,7 +340,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             else:
                 print(f"BROKEN   {path}: {problem}")
             continue
-        result = audit.verify(path)
+        result = audit.verify(path, key, anchors)
         if not result.intact:
             broken += 1
             print(f"BROKEN   {result.problems[0]}")
@@ -396,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit_actions = audit_cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
     verify = audit_actions.add_parser("verify", help="check the hash chain of audit logs")
     verify.add_argument("files", nargs="+", metavar="FILE")
+    verify.add_argument("--key", metavar="FILE", help="the audit key (default: the profile's)")
+    verify.add_argument("--anchors", metavar="FILE", help="the anchors of closed logs")
     verify.set_defaults(run=cmd_audit_verify)
 
     history = commands.add_parser("history", help="runs recorded in the audit directory")

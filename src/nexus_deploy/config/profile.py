@@ -177,6 +177,10 @@ class BackupSpec(_Model):
 
 class AuditSpec(_Model):
     dir: AbsolutePath
+    # The key that authenticates the audit lines, and where closed logs are anchored: both
+    # outside `dir` (made by `make setup`). Without a key the logs are chained, not keyed.
+    key_file: AbsolutePath | None = None
+    anchor_file: AbsolutePath | None = None
 
 
 class TargetProfile(_Model):

@@ -31,10 +31,12 @@ class RunFiles:
         temporary.replace(self.latest)
 
 
-def open_audit(directory: Path, fallback: Path, name: str) -> tuple[AuditLog, str | None]:
+def open_audit(
+    directory: Path, fallback: Path, name: str, key: bytes | None = None
+) -> tuple[AuditLog, str | None]:
     """The audit log in the profile's directory, or in the run folder if that cannot be written."""
     try:
-        return AuditLog(directory / name), None
+        return AuditLog(directory / name, key), None
     except OSError as exc:
         note = f"audit directory {directory} not writable ({exc.strerror}); audit in {fallback}"
-        return AuditLog(fallback / name), note
+        return AuditLog(fallback / name, key), note

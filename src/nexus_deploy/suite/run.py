@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from nexus_deploy import __version__
-from nexus_deploy.audit import AuditLog
+from nexus_deploy.audit import AuditLog, anchor
 from nexus_deploy.change.request import ActivationRequest
 from nexus_deploy.config.profile import TargetProfile
 from nexus_deploy.facts.bounded_host import BoundedHost, bounded_host, interrupt_commands
@@ -45,6 +45,7 @@ class DeploymentRun:
         request: ActivationRequest | None = None,
         config_dir: Path = Path("pfs"),
         prefetch: Prefetch | None = None,
+        audit_key: bytes | None = None,
     ) -> None:
         self.run_id = run_id
         self.prechecks = prechecks
@@ -68,6 +69,7 @@ class DeploymentRun:
         self.decision: Decision | None = None  # once the run is over (conclude)
         self._audit: AuditLog | None = None
         self.prefetch = prefetch or Prefetch()
+        self.audit_key = audit_key
 
     @property
     def audit(self) -> AuditLog:
@@ -92,7 +94,10 @@ class DeploymentRun:
         self.files.run_dir.mkdir(parents=True, exist_ok=True)
         self.files.point_latest_here()
         self._audit, note = open_audit(
-            self.profile.audit.dir, self.files.run_dir, f"{self.kind}-{self.run_id}.log"
+            self.profile.audit.dir,
+            self.files.run_dir,
+            f"{self.kind}-{self.run_id}.log",
+            self.audit_key,
         )
         if note:
             self.notes.append(note)
@@ -251,6 +256,12 @@ class DeploymentRun:
             status="failed" if exitstatus else "emergency" if self.emergency_applied else "success",
         )
         self.audit.close()
+        anchors, final = self.profile.audit.anchor_file, self.audit.final_hmac
+        if anchors is not None and final is not None:
+            try:
+                anchor(anchors, self.audit.path, final)
+            except OSError as exc:  # the log is whole and keyed; say the anchor is missing
+                self.notes.append(f"audit log not anchored in {anchors}: {exc.strerror or exc}")
 
     def identity(self) -> list[tuple[str, str]]:
         """Which run this is, for the JUnit file: its id, target and audit log."""

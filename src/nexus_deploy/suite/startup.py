@@ -16,6 +16,7 @@ import pytest
 
 from nexus_deploy import phases
 from nexus_deploy.change.request import ActivationRequest, parse_request
+from nexus_deploy.config.auditkey import AuditKeyError, load_audit_key
 from nexus_deploy.config.profile import ProfileError, load_profile
 from nexus_deploy.config.targets import resolve_target_path
 from nexus_deploy.phases import RegistryError
@@ -70,9 +71,15 @@ def build_run(config: pytest.Config, listing: bool = False) -> DeploymentRun:
         raise pytest.UsageError(
             "activation refused: " + refuse(files, run_id, profile.audit.dir, str(exc), not listing)
         ) from None
+    audit_key = None
+    if profile.audit.key_file is not None:
+        try:
+            audit_key = load_audit_key(profile.audit.key_file, profile.audit.dir)
+        except AuditKeyError as exc:
+            raise pytest.UsageError(refuse(files, run_id, profile.audit.dir, str(exc))) from None
     prefetch = config.stash.get(PREFETCH_KEY, None)
     return DeploymentRun(
-        run_id, profile, profile_path, files, prechecks, request, config_dir, prefetch
+        run_id, profile, profile_path, files, prechecks, request, config_dir, prefetch, audit_key
     )
 
 
