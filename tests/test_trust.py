@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -395,7 +396,7 @@ def test_the_keyed_chain_catches_a_log_rewritten_and_rechained(
     (log,) = run.audit_files()
     target = tmp_path / "target.yaml"
     ok = nexusctl(target, "audit", "verify", str(log))
-    assert ok.returncode == 0 and "checked: keyed, anchored" in ok.stdout, ok.stdout
+    assert ok.returncode == 0 and "complete (keyed, anchored)" in ok.stdout, ok.stdout
     rechained(
         log, lambda body: body.replace("PRECHECK_DISK status=PASS", "PRECHECK_DISK status=FAIL")
     )
@@ -434,3 +435,15 @@ def test_an_audit_key_others_could_read_is_refused(
     assert run.rc == pytest.ExitCode.USAGE_ERROR, run.output
     assert f"{key}: the audit key has mode 0644; it must be 0600" in run.output
     assert SECRET.encode().hex()[:64] not in run.output
+
+
+def test_stripping_every_hmac_and_rechaining_is_caught_by_the_anchor(
+    run_suite: Callable[..., Any], tmp_path: Path
+) -> None:
+    run = run_suite("-m", "precheck")
+    (log,) = run.audit_files()
+    rechained(log, lambda body: re.sub(r" hmac=[0-9a-f]{16}$", "", body))
+    assert audit.verify(log).intact
+    caught = nexusctl(tmp_path / "target.yaml", "audit", "verify", str(log))
+    assert caught.returncode == 1, caught.stdout
+    assert "anchored as keyed, yet no line carries an hmac" in caught.stdout

@@ -240,6 +240,7 @@ class Verification:
     last_fields: dict[str, str] = field(default_factory=dict)
     start_fields: dict[str, str] = field(default_factory=dict)
     final_hmac: str | None = None  # the keyed chain's last value, when checked with the key
+    keyed: bool = True  # False: no line carries an hmac (a log written without a key)
 
     @property
     def intact(self) -> bool:
@@ -282,8 +283,13 @@ def verify(path: Path, key: bytes | None = None, anchors: Path | None = None) ->
     result = Verification(path)
     try:
         problem = _check_chain(path, result, key)
-        if problem is None and key is not None and anchors is not None and result.complete:
-            problem = _check_anchor(path, result, anchors)
+        if problem is None and key is not None and anchors is not None:
+            if not result.keyed:
+                # Fine for a log made without a key; not for one whose hmacs were stripped.
+                if anchors.exists() and anchored(anchors, path) is not None:
+                    problem = f"{path}: anchored as keyed, yet no line carries an hmac"
+            elif result.complete:
+                problem = _check_anchor(path, result, anchors)
     except (NotUtf8, LineTooLong) as exc:
         problem = f"{path}:{exc.line}: {exc.strerror}"
     except OSError as exc:
@@ -310,8 +316,12 @@ def _check_chain(path: Path, result: Verification, key: bytes | None) -> str | N
             )
         if key is not None:
             tagged = _HMAC_FIELD.search(match["body"])
-            if tagged is None:
+            if tagged is None and number == 1:
+                key = None  # written without a key: see verify, which asks the anchors
+                result.keyed = False
+            elif tagged is None:
                 return f"{path}:{number}: no hmac at {match['event']} (not written with the key)"
+        if key is not None and tagged is not None:
             previous_hmac = keyed(key, previous_hmac, match["body"][: tagged.start()])
             if previous_hmac != tagged["hmac"]:
                 return (
