@@ -25,6 +25,7 @@ from nexus_deploy import audit, db
 from nexus_deploy.audit import AuditLog
 from nexus_deploy.change import rollback
 from nexus_deploy.config.profile import load_profile
+from nexus_deploy.facts.bounded_host import bounded_host
 
 pytestmark = pytest.mark.usefixtures("sandbox_up")
 
@@ -447,3 +448,12 @@ def test_stripping_every_hmac_and_rechaining_is_caught_by_the_anchor(
     caught = nexusctl(tmp_path / "target.yaml", "audit", "verify", str(log))
     assert caught.returncode == 1, caught.stdout
     assert "anchored as keyed, yet no line carries an hmac" in caught.stdout
+
+
+def test_host_commands_never_see_the_database_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEXUS_DB_PASSWORD", SECRET)
+    monkeypatch.setenv("PGPASSWORD", SECRET)
+    host = bounded_host("local://", 10)
+    shown = host.run("env").stdout
+    assert SECRET not in shown, "a host command (a git hook, say) could read the password"
+    assert "PATH=" in shown, "the rest of the environment is passed on"

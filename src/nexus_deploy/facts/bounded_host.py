@@ -160,7 +160,13 @@ class BoundedHost(Host):  # type: ignore[misc]  # testinfra ships no type hints
         command = self.backend.encode(line)
         pipe = subprocess.PIPE
         with subprocess.Popen(
-            command, shell=True, stdin=pipe, stdout=pipe, stderr=pipe, process_group=0
+            command,
+            shell=True,
+            stdin=pipe,
+            stdout=pipe,
+            stderr=pipe,
+            process_group=0,
+            env=command_environment(),
         ) as process:
             with _running_lock:
                 _running.add(process)
@@ -184,6 +190,16 @@ class BoundedHost(Host):  # type: ignore[misc]  # testinfra ships no type hints
         return HostCommandTimeout(
             f"`{line}` did not finish within {self.limit_s:g} s (command_timeout_s) on {self.name}"
         )
+
+
+# Environment variables a host command never needs and must never see: the database password
+# among them (a git hook in the platform checkout runs with what the deployer passes on).
+_SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|API_?KEY", re.IGNORECASE)
+
+
+def command_environment() -> dict[str, str]:
+    """This process's environment without anything named like a secret."""
+    return {name: value for name, value in os.environ.items() if not _SECRET_NAME.search(name)}
 
 
 def interrupt_commands() -> None:
