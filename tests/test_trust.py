@@ -457,3 +457,20 @@ def test_host_commands_never_see_the_database_password(monkeypatch: pytest.Monke
     shown = host.run("env").stdout
     assert SECRET not in shown, "a host command (a git hook, say) could read the password"
     assert "PATH=" in shown, "the rest of the environment is passed on"
+
+
+def test_an_audit_directory_others_can_write_keeps_activation_out(
+    run_suite: Callable[..., Any],
+    target_file: Callable[..., Path],
+    tmp_path: Path,
+    clean_flags: psycopg.Connection[Any],
+) -> None:
+    audit_dir = tmp_path / "audit"
+    audit_dir.mkdir()
+    audit_dir.chmod(0o777)  # any local user could plant files there
+    run = run_suite("--activate=phase3", "--step=1", target=target_file())
+    assert run.rc == 1, run.output
+    assert f"audit directory {audit_dir}: {audit_dir} is writable by others (mode 0777)" in (
+        run.output
+    )
+    assert market_flags(clean_flags) == {}, "nothing activated"

@@ -20,7 +20,7 @@ from nexus_deploy.facts.bounded_host import BoundedHost, bounded_host, interrupt
 from nexus_deploy.runid import operator
 from nexus_deploy.suite import record
 from nexus_deploy.suite.decision import Decision, decide
-from nexus_deploy.suite.files import RunFiles, open_audit
+from nexus_deploy.suite.files import RunFiles, open_audit, untrusted_directory
 from nexus_deploy.suite.gate import runtime_problems
 from nexus_deploy.suite.prechecks import Outcome, Status, Tally, precheck_name
 from nexus_deploy.suite.prefetch import Prefetch, start_wanted
@@ -99,9 +99,10 @@ class DeploymentRun:
             f"{self.kind}-{self.run_id}.log",
             self.audit_key,
         )
-        if note:
-            self.notes.append(note)
-            self.gate_problems.append(note)  # no activation without its audit in place
+        untrusted = untrusted_directory(self.profile.audit.dir)
+        for problem in filter(None, (note, untrusted)):
+            self.notes.append(problem)
+            self.gate_problems.append(problem)  # no activation without a trusted audit
         self.audit.write(
             "DEPLOYMENT_START",
             timestamp=int(time.time()),  # the runbook's field: seconds since the epoch
