@@ -150,10 +150,15 @@ def cmd_rollback(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
-        scripts = [
-            s for s in sorted(audit_dir.glob("rollback-*.sh"))
-            if s.stem.removeprefix("rollback-") in live
-        ]  # fmt: skip
+        # Newest by when its rows were written (run ids of one second do not sort by time).
+        scripts = sorted(
+            (
+                s
+                for s in audit_dir.glob("rollback-*.sh")
+                if s.stem.removeprefix("rollback-") in live
+            ),
+            key=lambda s: live[s.stem.removeprefix("rollback-")],
+        )
         wanted = "rollback script of a run whose changes are live"
     if not scripts or not scripts[-1].is_file():
         print(f"nexusctl: no {wanted} in {audit_dir}", file=sys.stderr)
@@ -167,17 +172,19 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return subprocess.call(["bash", str(script), *(["--force"] if args.force else [])])
 
 
-def runs_live_in_database(profile: TargetProfile) -> set[str]:
-    """The run ids whose writes are in the flag table now (each row names its writer)."""
+def runs_live_in_database(profile: TargetProfile) -> dict[str, str]:
+    """The run ids whose writes are in the flag table now (each row names its writer), each
+    with when it wrote its newest row there."""
     spec = profile.database
     with db.connect(spec, autocommit=True) as connection:
         rows = read_rows(connection, spec.flag_table)
-    return {
-        author.split()[0].removeprefix("run=")
-        for row in rows.values()
-        if (author := row.updated_by.removeprefix("nexus-deploy ")) != row.updated_by
-        and author.startswith("run=")
-    }
+    live: dict[str, str] = {}
+    for row in rows.values():
+        author = row.updated_by.removeprefix("nexus-deploy ")
+        if author != row.updated_by and author.startswith("run="):
+            run_id = author.split()[0].removeprefix("run=")
+            live[run_id] = max(live.get(run_id, ""), row.updated_at)
+    return live
 
 
 def script_problem(script: Path) -> str | None:
