@@ -5,6 +5,7 @@ flags all old or all new, the lock free, an audit log that claims nothing that d
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -129,3 +130,47 @@ def test_kill_9_during_an_emergency_move_leaves_the_truth(
         env={CRASH_ENV: point},
     )  # fmt: skip
     assert_the_truth(run, target, clean_flags, step(1), step(0), point == "after-commit", opened_id)
+
+
+def test_kill_9_during_a_rollback_script_leaves_the_truth(
+    run_suite: Callable[..., SuiteRun],
+    target_file: Callable[..., Path],
+    clean_flags: psycopg.Connection[Any],
+    flags_db: psycopg.Connection[Any],
+) -> None:
+    """The script is held inside its transaction by a row lock another session takes, for
+    real, then killed with its psql: the server rolls the restore back."""
+    target = target_file()
+    run = run_suite("--activate=phase3", "--step=1", target=target)
+    assert run.rc == 0, run.output
+    (script,) = (target.parent / "audit").glob("rollback-*.sh")
+    with psycopg.connect(flags_db.info.dsn, password=flags_db.info.password) as blocker:
+        blocker.execute(
+            "SELECT key FROM nexus_feature_flags WHERE key = 'marketplace.step' FOR UPDATE"
+        )
+        rollback = subprocess.Popen(
+            ["bash", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, process_group=0,
+        )  # fmt: skip
+        waiting = False
+        for _ in range(100):  # until its UPDATE waits on the row lock, inside its transaction
+            waits = flags_db.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND application_name LIKE 'nexus-rollback%'"
+            ).fetchone()
+            if waits and waits[0]:
+                waiting = True
+                break
+            time.sleep(0.1)
+        os.killpg(rollback.pid, signal.SIGKILL)
+        rollback.communicate(timeout=30)
+        blocker.rollback()
+    assert waiting, "the rollback never reached its transaction"
+    assert market(clean_flags) == step(1), "all new: the killed restore was rolled back"
+    assert lock_is_free(target)
+    log = script.with_suffix(".log")
+    events = [line.split()[3] for line in log.read_text(encoding="utf-8").splitlines()]
+    assert events == ["ROLLBACK_START"], "it claims nothing it did not finish"
+    again = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "restored" in again.stdout, again.stdout + again.stderr
+    assert market(clean_flags) == {}

@@ -190,6 +190,9 @@ audit() {{
   local body previous sha
   body="[AUDIT] $(date -u '+%Y-%m-%d %H:%M:%S') $*"
   previous=""
+  # One writer at a time, whoever holds the deployment lock or not (a refusal is written
+  # without it): two scripts chaining onto the same last line would break the chain.
+  flock -x 8
   # A last line without its newline (a writer died mid-line) is not chained onto.
   if [ -s "$AUDIT_LOG" ] && [ -n "$(tail -c 1 "$AUDIT_LOG")" ]; then
     echo "rollback refused: $AUDIT_LOG ends in a torn line; move it aside first" >&2
@@ -201,10 +204,12 @@ audit() {{
   sha=$(printf '%s\n%s' "${{previous:-{genesis}}}" "$body" | sha256sum | cut -c1-16)
   printf '%s sha=%s\n' "$body" "$sha" >> "$AUDIT_LOG"
   sync "$AUDIT_LOG"
+  flock -u 8
 }}
 now_ms() {{ date +%s%3N; }}
 
 started=$(now_ms)
+exec 8>>"$AUDIT_LOG"
 exec 9>>"$LOCK_FILE"
 if ! flock -n 9; then
   audit ROLLBACK_REFUSED run_id="$RUN_ID" reason="\"host deployment lock $LOCK_FILE is held\""
