@@ -160,12 +160,46 @@ def hostile_profiles(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     sandbox["host"] = f"ssh://deploy:{SECRET}@127.0.0.1"
     password.write_text(yaml.safe_dump(sandbox), encoding="utf-8")
     made["password-in-host"] = (password, "holds a password")
+
+    def variant(name: str, says: str, **changes: Any) -> None:
+        profile = yaml.safe_load((REPO / "pfs/targets/sandbox.yaml").read_text(encoding="utf-8"))
+        for dotted, value in changes.items():
+            *parents, leaf = dotted.split("__")
+            node = profile
+            for part in parents:
+                node = node[part]
+            node[leaf] = value
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(profile), encoding="utf-8")
+        made[name] = (path, says)
+
+    variant("negative-threshold", "disk.min_free_gb", disk__min_free_gb=-1)
+    variant("port-out-of-range", "database.port", database__port=70000)
+    variant("relative-audit-dir", "audit.dir", audit__dir=f"relative/{SECRET}")
+    variant(
+        "key-inside-audit-dir",
+        "audit.key_file",
+        audit__dir=str(tmp_path / "audit"),
+        audit__key_file=str(tmp_path / "audit" / "k"),
+    )
+    variant("string-for-a-number", "command_timeout_s", command_timeout_s=SECRET)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("", encoding="utf-8")
+    made["empty-file"] = (empty, "must be a mapping of fields")
+    listed = tmp_path / "list.yaml"
+    listed.write_text(f"- {SECRET}\n- two\n", encoding="utf-8")
+    made["a-list"] = (listed, "must be a mapping of fields")
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(f"host: local://\nhost: ssh://{SECRET}@h\n", encoding="utf-8")
+    made["a-key-twice"] = (twice, "given twice")
     return made
 
 
 HOSTILE_PROFILES = (
     "fifo", "dev-zero", "directory", "two-megabytes", "alias-bomb", "shadow-through-a-symlink",
     "secret-keys-and-values", "not-utf8", "broken-yaml", "password-in-host",
+    "negative-threshold", "port-out-of-range", "relative-audit-dir", "key-inside-audit-dir",
+    "string-for-a-number", "empty-file", "a-list", "a-key-twice",
 )  # fmt: skip
 
 
@@ -185,7 +219,8 @@ def test_a_hostile_profile_is_refused_named_and_not_echoed(
     output = done.stdout + done.stderr
     assert says in output and str(target.resolve()) in output, output
     assert SECRET not in output, "the file's content was echoed"
-    (log,) = reports.glob("*/precheck-*.log")  # audited, in the run folder
+    # Audited: in the run folder, or in the profile's audit directory when that one is sound.
+    (log,) = [*reports.glob("*/precheck-*.log"), *(tmp_path / "audit").glob("precheck-*.log")]
     text = log.read_text(encoding="utf-8")
     assert "DEPLOYMENT_REFUSED" in text and SECRET not in text
     assert SECRET not in "".join(p.read_text("utf-8") for p in reports.glob("*/*.json"))

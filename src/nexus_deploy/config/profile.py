@@ -30,7 +30,8 @@ from nexus_deploy.config.yamlfile import yaml_problem
 
 def _absolute(path: Path) -> Path:
     if not path.is_absolute():
-        raise ValueError(f"{str(path)!r} must be an absolute path")
+        # The value is not repeated: a refusal never echoes what the file holds.
+        raise ValueError("must be an absolute path (starting with /)")
     return path
 
 

@@ -76,7 +76,8 @@ def build_run(config: pytest.Config, listing: bool = False) -> DeploymentRun:
         try:
             audit_key = load_audit_key(profile.audit.key_file, profile.audit.dir)
         except AuditKeyError as exc:
-            raise pytest.UsageError(refuse(files, run_id, profile.audit.dir, str(exc))) from None
+            reason = f"{profile_path}: audit.key_file: {exc}"
+            raise pytest.UsageError(refuse(files, run_id, profile.audit.dir, reason)) from None
     prefetch = config.stash.get(PREFETCH_KEY, None)
     return DeploymentRun(
         run_id, profile, profile_path, files, prechecks, request, config_dir, prefetch, audit_key
