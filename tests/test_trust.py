@@ -40,13 +40,19 @@ def nexusctl(target: Path, *words: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def enabled_step_1(target: Path, tmp_path: Path) -> Path:
+    """Open marketplace step 1 through nexusctl; the rollback script that run wrote."""
+    done = nexusctl(target, "marketplace", "enable", "--phase", "3", "--step", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (script,) = (tmp_path / "audit").glob("rollback-*.sh")
+    return script
+
+
 def test_rollback_refuses_a_script_changed_since_its_run_wrote_it(
     target_file: Callable[..., Path], tmp_path: Path, clean_flags: psycopg.Connection[Any]
 ) -> None:
     target = target_file()
-    done = nexusctl(target, "marketplace", "enable", "--phase", "3", "--step", "1")
-    assert done.returncode == 0, done.stdout + done.stderr
-    (script,) = (tmp_path / "audit").glob("rollback-*.sh")
+    script = enabled_step_1(target, tmp_path)
     marker = tmp_path / "ran-as-root"
     with script.open("a", encoding="utf-8") as handle:  # what a local attacker would append
         handle.write(f"\ntouch {marker}\n")
@@ -363,9 +369,7 @@ def test_a_rollback_script_refuses_a_symlinked_log(
     target_file: Callable[..., Path], tmp_path: Path, clean_flags: psycopg.Connection[Any]
 ) -> None:
     target = target_file()
-    done = nexusctl(target, "marketplace", "enable", "--phase", "3", "--step", "1")
-    assert done.returncode == 0, done.stdout + done.stderr
-    (script,) = (tmp_path / "audit").glob("rollback-*.sh")
+    script = enabled_step_1(target, tmp_path)
     victim = tmp_path / "victim"
     victim.write_text("precious\n", encoding="utf-8")
     script.with_suffix(".log").symlink_to(victim)

@@ -19,6 +19,7 @@ import psycopg
 from nexus_deploy.audit import AuditLog
 from nexus_deploy.change import rollback
 from nexus_deploy.change.flags import read_rows, restore_statements
+from nexus_deploy.change.plan import ABSENT
 from nexus_deploy.change.refusal import Refused
 from nexus_deploy.config.profile import DatabaseSpec
 from nexus_deploy.runid import is_run_id
@@ -70,19 +71,6 @@ def write(
     return rollback.set_status(files, STATUS)
 
 
-def take(
-    connection: psycopg.Connection[Any],
-    backup_dir: Path,
-    run_id: str,
-    database: DatabaseSpec,
-    lock_file: Path,
-    written_by: str,
-) -> RestorePoint:
-    """Snapshot the whole flag table into ``backup_dir`` for run ``run_id``."""
-    rows = read_rows(connection, database.flag_table)
-    return take_rows(rows, backup_dir, run_id, database, lock_file, written_by)
-
-
 def restore_table(
     connection: psycopg.Connection[Any],
     point: rollback.RollbackFiles,
@@ -114,14 +102,15 @@ def restore_table(
         }
         for statement in restore_statements(table, changes):
             connection.execute(statement.encode())
-        for key, row in changes.items():
-            now = rows.get(key)
-            audit.write(
-                "FLAG_SET",
-                key=key,
-                old=to_json(now.decoded) if now else "(absent)",
-                new=to_json(row.decoded) if row else "(absent)",
-            )
+    # Audited once committed, as an activation's FLAG_SET lines are.
+    for key, row in changes.items():
+        now = rows.get(key)
+        audit.write(
+            "FLAG_SET",
+            key=key,
+            old=to_json(now.decoded) if now else ABSENT,
+            new=to_json(row.decoded) if row else ABSENT,
+        )
     return saved, len(changes)
 
 
