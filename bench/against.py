@@ -35,7 +35,7 @@ def timed(command: list[str], cwd: Path) -> float:
 
 def suite(checkout: Path, work: Path, *args: str) -> list[str]:
     python = str(checkout / ".venv" / "bin" / "python")
-    return [python, "-m", "pytest", "-q", f"--target={private_target(work)}",
+    return [python, "-m", "pytest", "-q", f"--target={private_target(work, checkout)}",
             f"--reports-dir={work / 'reports'}", *args]  # fmt: skip
 
 

@@ -13,9 +13,10 @@ REPO = Path(__file__).resolve().parents[1]
 OPERATOR_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def private_target(work: Path) -> Path:
-    """The sandbox profile with its audit directory under ``work``: benchmarks leave no logs."""
-    profile = yaml.safe_load((REPO / "pfs/targets/sandbox.yaml").read_text(encoding="utf-8"))
+def private_target(work: Path, checkout: Path = REPO) -> Path:
+    """The sandbox profile (of ``checkout``: another one may know other fields) with its audit
+    directory under ``work``: benchmarks leave no logs."""
+    profile = yaml.safe_load((checkout / "pfs/targets/sandbox.yaml").read_text(encoding="utf-8"))
     profile["audit"]["dir"] = str(work / "audit")
     target = work / "target.yaml"
     target.write_text(yaml.safe_dump(profile), encoding="utf-8")
