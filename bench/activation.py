@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import psycopg
-from common import OPERATOR_ENV, REPO, private_target
+from common import private_target, timed
 
 
 def current_step() -> int:
@@ -29,15 +27,6 @@ def current_step() -> int:
             "SELECT value::text FROM nexus_feature_flags WHERE key = 'marketplace.step'"
         ).fetchone()
     return int(row[0]) if row else 0
-
-
-def timed(command: list[str], cwd: Path = REPO) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, env=OPERATOR_ENV, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(command)}\n{done.stdout[-2000:]}{done.stderr}")
-    return elapsed
 
 
 def main() -> None:

@@ -16,21 +16,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-from common import OPERATOR_ENV, REPO, private_target
-
-
-def timed(command: list[str], cwd: Path) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, env=OPERATOR_ENV, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"failed in {cwd}: {' '.join(command)}\n{done.stdout[-2000:]}")
-    return elapsed
+from common import REPO, private_target, timed
 
 
 def suite(checkout: Path, work: Path, *args: str) -> list[str]:

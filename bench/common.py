@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from pathlib import Path
 
 import yaml
@@ -21,3 +23,15 @@ def private_target(work: Path, checkout: Path = REPO) -> Path:
     target = work / "target.yaml"
     target.write_text(yaml.safe_dump(profile), encoding="utf-8")
     return target
+
+
+def timed(command: list[str], cwd: Path = REPO) -> float:
+    """Wall seconds of one command run as an operator's host would; a failure ends the bench."""
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, env=OPERATOR_ENV, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(
+            f"failed in {cwd}: {' '.join(command)}\n{done.stdout[-2000:]}{done.stderr}"
+        )
+    return elapsed

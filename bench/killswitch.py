@@ -14,13 +14,11 @@ from __future__ import annotations
 import argparse
 import socket
 import statistics
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
-from common import OPERATOR_ENV, REPO, private_target
+from common import REPO, private_target, timed
 
 NEXUSCTL = REPO / ".venv" / "bin" / "nexusctl"
 
@@ -47,14 +45,7 @@ def incident_target(work: Path) -> Path:
 
 
 def nexusctl(*words: str) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(
-        [str(NEXUSCTL), *words], cwd=REPO, env=OPERATOR_ENV, capture_output=True, text=True
-    )
-    elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"failed: nexusctl {' '.join(words)}\n{done.stdout[-2000:]}")
-    return elapsed
+    return timed([str(NEXUSCTL), *words])
 
 
 def main() -> None:
