@@ -21,8 +21,8 @@ from nexus_deploy.phases.base import (
     PhaseOption,
     RequestError,
     StrictModel,
-    joint_problems,
     load_one,
+    refuse_joint_problems,
 )
 from nexus_deploy.values import FlagRow, JsonValue
 
@@ -66,9 +66,7 @@ class Rollout:
 
     def load(self, config_dir: Path) -> RolloutConfig:
         config = load_one(config_dir / CONFIG_FILE, RolloutConfig)
-        problem = joint_problems(config_dir, rules(config))
-        if problem is not None:
-            raise problem
+        refuse_joint_problems(config_dir, rules(config))
         return config
 
     def parse(self, given: Mapping[str, str | None], config: RolloutConfig | None) -> Wave:

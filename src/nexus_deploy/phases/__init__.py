@@ -15,7 +15,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from nexus_deploy.phases.base import ConfigError, Phase, PhaseOption
+from nexus_deploy.phases.base import ConfigError, Phase, PhaseOption, merged
 
 ENTRY_POINT_GROUP = "nexus_deploy.phases"
 AnyPhase = Phase[Any, Any]
@@ -105,9 +105,5 @@ def load_phase_configs(config_dir: Path) -> PhaseConfigs:
         except ConfigError as exc:
             problems.append(exc)
     if problems:
-        first, rest = problems[0], problems[1:]
-        if not rest:
-            raise first
-        also = "".join(f"; also {p}" for p in rest)
-        raise ConfigError(first.file, first.field, f"{first.args[0]}{also}")
+        raise merged(problems)
     return PhaseConfigs(loaded)

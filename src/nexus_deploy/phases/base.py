@@ -183,17 +183,21 @@ def load_one(path: Path, model: type[M]) -> M:
         raise ConfigError(path, errors[0][0], message) from None
 
 
-def joint_problems(
-    config_dir: Path, rules: Iterator[tuple[str, str | None, str]]
-) -> ConfigError | None:
-    """Every violation of a phase's joint rules ((file, field, message), the file a name in
-    ``config_dir``) as one ConfigError naming the first and adding the rest; None when none."""
-    problems = [ConfigError(config_dir / file, where, message) for file, where, message in rules]
-    if not problems:
-        return None
+def merged(problems: list[ConfigError]) -> ConfigError:
+    """One ConfigError naming the first problem's file and field, with every other added."""
     first, rest = problems[0], problems[1:]
+    if not rest:
+        return first
     also = "".join(f"; also {p}" for p in rest)
     return ConfigError(first.file, first.field, f"{first.args[0]}{also}")
+
+
+def refuse_joint_problems(config_dir: Path, rules: Iterator[tuple[str, str | None, str]]) -> None:
+    """Raise every violation of a phase's joint rules ((file, field, message), the file a name
+    in ``config_dir``) as one ConfigError; return when there is none."""
+    problems = [ConfigError(config_dir / file, where, message) for file, where, message in rules]
+    if problems:
+        raise merged(problems)
 
 
 # pydantic errors whose message already says it all: no value (missing), the key itself

@@ -27,8 +27,8 @@ from nexus_deploy.phases.base import (
     PhaseOption,
     RequestError,
     StrictModel,
-    joint_problems,
     load_one,
+    refuse_joint_problems,
 )
 from nexus_deploy.values import FlagRow, JsonValue
 
@@ -236,9 +236,7 @@ class Launch:
             transition=load_one(config_dir / TRANSITION_FILE, TransitionConfig),
             jurisdictions=load_one(config_dir / JURISDICTION_FILE, JurisdictionConfig),
         )
-        problem = joint_problems(config_dir, joint_rules(config))
-        if problem is not None:
-            raise problem
+        refuse_joint_problems(config_dir, joint_rules(config))
         return config
 
     def parse(self, given: Mapping[str, str | None], config: LaunchConfig | None) -> LaunchMode:

@@ -26,8 +26,8 @@ from nexus_deploy.phases.base import (
     PhaseOption,
     RequestError,
     StrictModel,
-    joint_problems,
     load_one,
+    refuse_joint_problems,
 )
 from nexus_deploy.values import FlagRow, JsonValue
 
@@ -201,11 +201,8 @@ class Marketplace:
 
     def load(self, config_dir: Path) -> MarketplaceConfig:
         config = load_one(config_dir / CONFIG_FILE, MarketplaceConfig)
-        problem = joint_problems(
-            config_dir, ((CONFIG_FILE, where, why) for where, why in joint_rules(config))
-        )
-        if problem is not None:
-            raise problem
+        rules = ((CONFIG_FILE, where, why) for where, why in joint_rules(config))
+        refuse_joint_problems(config_dir, rules)
         return config
 
     def parse(
