@@ -446,6 +446,42 @@ def test_the_keyed_chain_catches_a_log_rewritten_and_rechained(
     assert "keyed chain broken at PRECHECK_DISK" in caught.stdout
 
 
+def test_the_rollback_scripts_own_log_is_keyed_and_anchored(
+    target_file: Callable[..., Path], tmp_path: Path, clean_flags: psycopg.Connection[Any]
+) -> None:
+    target = target_file()
+    script = enabled_step_1(target, tmp_path)
+    for expected in ("restored", "already-restored"):  # the second run continues the chain
+        done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and f": {expected} (" in done.stdout, done.stderr
+    log = script.with_suffix(".log")
+    assert all(" hmac=" in line for line in log.read_text(encoding="utf-8").splitlines())
+    key = yaml.safe_load(target.read_text(encoding="utf-8"))["audit"]["key_file"]
+    assert Path(key).read_text(encoding="ascii").strip() not in script.read_text(encoding="utf-8")
+    ok = nexusctl(target, "audit", "verify", str(log))
+    assert ok.returncode == 0 and "complete (keyed, anchored)" in ok.stdout, ok.stdout
+    rechained(log, lambda body: body.replace("result=already-restored", "result=restored"))
+    assert audit.verify(log).intact, "without the key the forgery passes"
+    caught = nexusctl(target, "audit", "verify", str(log))
+    assert caught.returncode == 1 and "keyed chain broken at ROLLBACK_COMPLETE" in caught.stdout
+
+
+def test_a_rollback_script_refuses_an_audit_key_others_could_read(
+    target_file: Callable[..., Path], tmp_path: Path, clean_flags: psycopg.Connection[Any]
+) -> None:
+    key = tmp_path / "audit.key"
+    key.write_text(SECRET.encode().hex()[:64].ljust(64, "0"), encoding="ascii")
+    key.chmod(0o600)
+    script = enabled_step_1(target_file({"audit.key_file": str(key)}), tmp_path)
+    key.chmod(0o640)
+    before = flag_rows(clean_flags)
+    refused = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1, refused.stdout
+    assert f"{key}: the audit key has mode 640; it must be 0600" in refused.stderr
+    assert SECRET.encode().hex()[:64] not in refused.stdout + refused.stderr
+    assert flag_rows(clean_flags) == before
+
+
 def test_a_closed_log_must_match_its_anchor(run_suite: Callable[..., Any], tmp_path: Path) -> None:
     run = run_suite("-m", "precheck")
     (log,) = run.audit_files()

@@ -250,7 +250,7 @@ def cmd_restore_to(args: argparse.Namespace) -> int:
             try:
                 saved, changed = restore_point.restore_table(
                     connection, point, profile.backup.dir, run_id, profile.database,
-                    lock_file, log, by,
+                    lock_file, log, by, profile.audit,
                 )  # fmt: skip
             finally:
                 lock.release()
@@ -348,9 +348,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             else:
                 print(f"BROKEN   {path}: {problem}")
             continue
-        # A rollback script's own log is chained without the key (bash holds none).
-        keyless = path.name.startswith("rollback-")
-        result = audit.verify(path, None if keyless else key, None if keyless else anchors)
+        result = audit.verify(path, key, anchors)
         if not result.intact:
             broken += 1
             print(f"BROKEN   {result.problems[0]}")
@@ -360,7 +358,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             print(f"INCOMPLETE {path}: {result.lines} lines, last event {result.last_event}")
         else:
             checked = (
-                "chain only" if keyless or key is None
+                "chain only" if key is None
                 else how if result.keyed
                 else "chain only: written without a key"
             )  # fmt: skip

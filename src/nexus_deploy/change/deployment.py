@@ -159,8 +159,9 @@ class Deployment:
         database, backup_dir = self.profile.database, self.profile.backup.dir
         rows = read_rows(self.connection, database.flag_table)
         point = restore_point.take_rows(
-            rows, backup_dir, self.run_id, database, self.lock_file, self.written_by
-        )
+            rows, backup_dir, self.run_id, database, self.lock_file, self.written_by,
+            self.profile.audit,
+        )  # fmt: skip
         self.progress.restore_point = point
         self.audit.write(
             "RESTORE_POINT",
@@ -172,8 +173,9 @@ class Deployment:
         if self.request.move is None:
             files = rollback.RollbackFiles.for_run(self.profile.audit.dir, self.run_id)
             sha = restore_point.write(
-                files, rows, self.run_id, database, self.lock_file, self.written_by
-            )
+                files, rows, self.run_id, database, self.lock_file, self.written_by,
+                self.profile.audit,
+            )  # fmt: skip
             self.progress.rollback = files
             self.audit.write(
                 "ROLLBACK_WRITTEN", script=str(files.script), sha256=sha, keys=len(rows),
@@ -289,6 +291,7 @@ class Deployment:
             {c.key: rows.get(c.key) for c in changes},
             {c.key: c.new for c in changes},
             self.written_by,
+            self.profile.audit,
         )
         sha = rollback.write_ahead(files, restore)
         self.progress.rollback = files

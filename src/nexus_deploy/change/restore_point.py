@@ -21,7 +21,7 @@ from nexus_deploy.change import rollback
 from nexus_deploy.change.flags import read_rows, restore_statements
 from nexus_deploy.change.plan import ABSENT
 from nexus_deploy.change.refusal import Refused
-from nexus_deploy.config.profile import DatabaseSpec
+from nexus_deploy.config.profile import AuditSpec, DatabaseSpec
 from nexus_deploy.runid import is_run_id
 from nexus_deploy.values import FlagRow, to_json
 
@@ -57,6 +57,7 @@ def write(
     database: DatabaseSpec,
     lock_file: Path,
     written_by: str,
+    keyed_by: AuditSpec | None = None,
 ) -> str:
     """Save ``rows`` (the whole table) and the script that puts them back; the script's sha256."""
     restore = rollback.Restore(
@@ -66,6 +67,7 @@ def write(
         dict[str, FlagRow | None](rows),
         {key: row.decoded for key, row in rows.items()},
         written_by,
+        keyed_by,
     )
     rollback.write_ahead(files, restore)
     return rollback.set_status(files, STATUS)
@@ -80,6 +82,7 @@ def restore_table(
     lock_file: Path,
     audit: AuditLog,
     written_by: str,
+    keyed_by: AuditSpec | None = None,
 ) -> tuple[RestorePoint, int]:
     """Put the whole table back to the restore point ``point``, in one transaction (the caller
     holds the deployment lock); first save the table as it is as restore point
@@ -91,7 +94,7 @@ def restore_table(
     table = database.flag_table
     with connection.transaction():
         rows = read_rows(connection, table, for_update=True)
-        saved = take_rows(rows, backup_dir, new_run_id, database, lock_file, written_by)
+        saved = take_rows(rows, backup_dir, new_run_id, database, lock_file, written_by, keyed_by)
         audit.write(
             "RESTORE_POINT", snapshot=str(saved.snapshot), keys=saved.keys, sha256=saved.sha256
         )
@@ -121,8 +124,10 @@ def take_rows(
     database: DatabaseSpec,
     lock_file: Path,
     written_by: str,
+    keyed_by: AuditSpec | None = None,
 ) -> RestorePoint:
-    """Save ``rows``, the whole table as just read, as run ``run_id``'s restore point."""
+    """Save ``rows``, the whole table as just read, as run ``run_id``'s restore point; its
+    script keys its log with ``keyed_by`` (the profile's audit section)."""
     files = files_of(backup_dir, run_id)
-    sha = write(files, rows, run_id, database, lock_file, written_by)
+    sha = write(files, rows, run_id, database, lock_file, written_by, keyed_by)
     return RestorePoint(run_id, files, len(rows), sha)

@@ -5,6 +5,11 @@ reads $PGPASSWORD, $NEXUS_DB_PASSWORD or the pgpass file). It takes the deployme
 every key this run changed in one transaction, is idempotent, audits itself in a hash-chained
 ``rollback-<id>.log``, and refuses, naming the keys, if someone changed those flags since,
 unless ``--force``.
+
+With an audit key in the profile, the script's lines are keyed as the deployer's are
+(``nexus_deploy.audit``): it reads the key file itself when it runs (never from its own text,
+nor from a command line, where ``ps`` would show it) and computes HMAC-SHA256 in bash, with
+printf and sha256sum. Each closing line is anchored, as the deployer anchors a closed log.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from pathlib import Path
 from nexus_deploy.audit import genesis
 from nexus_deploy.change.flags import literal, quote_identifier, restore_statements
 from nexus_deploy.change.lock import ADVISORY_KEY
-from nexus_deploy.config.profile import DatabaseSpec
+from nexus_deploy.config.profile import AuditSpec, DatabaseSpec
 from nexus_deploy.values import FlagRow, JsonValue, to_json
 
 STATUS_LINE = re.compile(r"^STATUS=\S+", re.MULTILINE)
@@ -70,6 +75,8 @@ class Restore:
     prior: dict[str, FlagRow | None]
     expected: dict[str, JsonValue]  # what the run writes; anything else later is drift
     written_by: str
+    # The profile's audit section: its key_file and anchor_file key the script's own log.
+    audit: AuditSpec | None = None
 
 
 def write_ahead(files: RollbackFiles, restore: Restore) -> str:
@@ -131,6 +138,13 @@ def render_sql(restore: Restore) -> str:
 def render_script(files: RollbackFiles, restore: Restore, sql_sha256: str) -> str:
     database, prior = restore.database, restore.prior
     passfile = shlex.quote(str(database.passfile)) if database.passfile else "''"
+    key_file, anchor_file = (
+        shlex.quote(str(path)) if path is not None else "''"
+        for path in (
+            restore.audit.key_file if restore.audit else None,
+            restore.audit.anchor_file if restore.audit else None,
+        )
+    )
     return _TEMPLATE.format(
         run_id=restore.run_id,
         count=len(prior),
@@ -146,6 +160,8 @@ def render_script(files: RollbackFiles, restore: Restore, sql_sha256: str) -> st
         sql=shlex.quote(str(files.sql)),
         sql_sha256=sql_sha256,
         lock_file=shlex.quote(str(restore.lock_file)),
+        key_file=key_file,
+        anchor_file=anchor_file,
         genesis=genesis(files.log.name),
     )
 
@@ -158,14 +174,17 @@ _TEMPLATE = r"""#!/usr/bin/env bash
 #   bash rollback-{run_id}.sh --force  restore even so
 #
 # Needs bash, psql, flock, sha256sum. Holds no password: libpq uses $PGPASSWORD, else
-# ${password_env}, else the pgpass file below. Exit codes: 0 restored or already restored,
-# 2 usage, 3 lock held, 4 flags changed since the run, 1 any other failure.
+# ${password_env}, else the pgpass file below. Holds no audit key either: it reads the key
+# file below when it runs. Exit codes: 0 restored or already restored, 2 usage, 3 lock held,
+# 4 flags changed since the run, 1 any other failure.
 set -euo pipefail
 STATUS=pending  # set by the deployer: pending, committed, not-committed, auto-rolled-back
 RUN_ID={run_id}
 AUDIT_LOG={log}
 SQL_FILE={sql}
 LOCK_FILE={lock_file}
+AUDIT_KEY_FILE={key_file}  # '' : the log is chained, not keyed
+ANCHOR_FILE={anchor_file}
 export PGHOST={host} PGPORT={port} PGDATABASE={dbname} PGUSER={user} PGCONNECT_TIMEOUT={timeout}
 export PGAPPNAME="nexus-rollback run=$RUN_ID" PGCLIENTENCODING=UTF8
 if [ -z "${{PGPASSWORD:-}}" ] && [ -n "${{{password_env}:-}}" ]; then
@@ -174,9 +193,48 @@ fi
 if [ -z "${{PGPASSWORD:-}}" ] && [ -n {passfile} ]; then export PGPASSFILE={passfile}; fi
 
 # Root appends to these: never through a symlink someone left in the audit directory.
-for path in "$AUDIT_LOG" "$LOCK_FILE"; do
+for path in "$AUDIT_LOG" "$LOCK_FILE" ${{ANCHOR_FILE:+"$ANCHOR_FILE"}}; do
   if [ -L "$path" ]; then echo "rollback refused: $path is a symlink" >&2; exit 1; fi
 done
+
+# The audit key, trusted on the deployer's terms: a regular file of ours that no one else may
+# read or change, holding 64 hex digits. Kept only as HMAC pads in this shell's variables.
+ipad="" opad=""
+if [ -n "$AUDIT_KEY_FILE" ]; then
+  key_problem=""
+  if [ -L "$AUDIT_KEY_FILE" ] || [ ! -f "$AUDIT_KEY_FILE" ]; then
+    key_problem="no audit key (or not a regular file)"
+  else
+    read -r key_owner key_mode < <(stat -c '%u %a' -- "$AUDIT_KEY_FILE")
+    if [ "$key_owner" != "$EUID" ]; then
+      key_problem="the audit key belongs to uid $key_owner, not us"
+    elif (( (8#$key_mode & 8#077) != 0 )); then
+      key_problem="the audit key has mode $key_mode; it must be 0600"
+    else
+      key_hex=$(head -c 256 -- "$AUDIT_KEY_FILE" | tr -d '[:space:]')
+      [[ $key_hex =~ ^[0-9a-f]{{64}}$ ]] || key_problem="not an audit key (64 hex digits expected)"
+    fi
+  fi
+  if [ -n "$key_problem" ]; then
+    echo "rollback refused: $AUDIT_KEY_FILE: $key_problem" >&2
+    exit 1
+  fi
+  for ((i = 0; i < 64; i++)); do
+    byte=0
+    if (( i < 32 )); then byte=$(( 16#${{key_hex:i*2:2}} )); fi
+    printf -v ipad '%s\\x%02x' "$ipad" $(( byte ^ 0x36 ))
+    printf -v opad '%s\\x%02x' "$opad" $(( byte ^ 0x5c ))
+  done
+  unset key_hex
+fi
+
+# HMAC-SHA256(key, $1), its first 16 hex digits: sha256(opad + sha256(ipad + message)). The
+# pads are printf escapes, so the key's bytes reach sha256sum through a pipe, never argv.
+hmac16() {{
+  local inner
+  inner=$( {{ printf "$ipad"; printf '%s' "$1"; }} | sha256sum | cut -c1-64)
+  {{ printf "$opad"; printf "$(sed 's/../\\x&/g' <<< "$inner")"; }} | sha256sum | cut -c1-16
+}}
 
 force=false
 case "${{1:-}}" in
@@ -185,9 +243,11 @@ case "${{1:-}}" in
   *) echo "usage: bash $0 [--force]" >&2; exit 2 ;;
 esac
 
-# The same hash chain as the deployer's audit lines: sha = sha256(previous sha + "\n" + body).
+# The same hash chain as the deployer's audit lines: sha = sha256(previous sha + "\n" + body);
+# with the key, hmac = HMAC(key, previous hmac + "\n" + body) before it, and a closing line's
+# hmac is anchored outside the audit directory.
 audit() {{
-  local body previous sha
+  local body previous sha previous_hmac="" mac=""
   body="[AUDIT] $(date -u '+%Y-%m-%d %H:%M:%S') $*"
   previous=""
   # One writer at a time, whoever holds the deployment lock or not (a refusal is written
@@ -200,10 +260,23 @@ audit() {{
   fi
   if [ -s "$AUDIT_LOG" ]; then
     previous=$(tail -n 1 "$AUDIT_LOG" | sed -n 's/.* sha=\([0-9a-f]\{{16\}}\)$/\1/p')
+    previous_hmac=$(tail -n 1 "$AUDIT_LOG" | sed -n 's/.* hmac=\([0-9a-f]\{{16\}}\) sha=.*/\1/p')
+  fi
+  if [ -n "$AUDIT_KEY_FILE" ]; then
+    mac=$(hmac16 "$(printf '%s\n%s' "${{previous_hmac:-{genesis}}}" "$body")")
+    body="$body hmac=$mac"
   fi
   sha=$(printf '%s\n%s' "${{previous:-{genesis}}}" "$body" | sha256sum | cut -c1-16)
   printf '%s sha=%s\n' "$body" "$sha" >> "$AUDIT_LOG"
   sync "$AUDIT_LOG"
+  case "$1" in
+    ROLLBACK_COMPLETE|ROLLBACK_REFUSED|ROLLBACK_FAILED)
+      if [ -n "$mac" ] && [ -n "$ANCHOR_FILE" ]; then
+        mkdir -p -- "$(dirname -- "$ANCHOR_FILE")"
+        (umask 077; printf '%s %s\n' "$(basename -- "$AUDIT_LOG")" "$mac" >> "$ANCHOR_FILE")
+        sync "$ANCHOR_FILE"
+      fi ;;
+  esac
   flock -u 8
 }}
 now_ms() {{ date +%s%3N; }}
