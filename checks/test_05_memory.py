@@ -8,6 +8,8 @@ from nexus_deploy.facts import host as host_facts
 from nexus_deploy.suite.prefetch import Wanted
 
 pytestmark = pytest.mark.precheck
+# Checked on every API node of a fleet (see nexus_deploy.suite.fleet).
+ROLE = "api"
 
 
 def wanted_facts(target, config_dir):

@@ -1,4 +1,5 @@
-"""REPOSITORY: the platform checkout is intact, on its branch, nothing uncommitted."""
+"""REPOSITORY: the platform checkout is intact, on its branch, nothing uncommitted, not behind
+its upstream (as last fetched: a stale node of a fleet)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from nexus_deploy.suite.prefetch import Wanted
 from nexus_deploy.suite.verdict import no_problems
 
 pytestmark = pytest.mark.precheck
+# Checked on every API node of a fleet (see nexus_deploy.suite.fleet).
+ROLE = "api"
 
 
 def wanted_facts(target, config_dir):
@@ -35,4 +38,10 @@ def test_repository(host, target, record_property, prefetch):
     if state.uncommitted:
         shown = ", ".join(state.uncommitted[:5])
         problems.append(f"{spec.path} has {len(state.uncommitted)} uncommitted paths: {shown}")
+    if state.behind is not None:
+        record_property("behind_upstream", state.behind)
+    if state.behind:
+        problems.append(
+            f"{spec.path} is {state.behind} commits behind {state.upstream}: a stale checkout"
+        )
     no_problems(problems)

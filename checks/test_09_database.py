@@ -11,6 +11,8 @@ from nexus_deploy.suite.prefetch import Wanted
 from nexus_deploy.suite.verdict import no_problems
 
 pytestmark = pytest.mark.precheck
+# Checked where the platform database runs, on a fleet (see nexus_deploy.suite.fleet).
+ROLE = "db"
 
 
 def wanted_facts(target, config_dir):

@@ -10,6 +10,8 @@ from nexus_deploy.suite.prefetch import Wanted
 from nexus_deploy.suite.verdict import no_problems
 
 pytestmark = pytest.mark.precheck
+# Checked on every API node of a fleet (see nexus_deploy.suite.fleet).
+ROLE = "api"
 
 
 def wanted_facts(target, config_dir):

@@ -9,6 +9,8 @@ from nexus_deploy.suite.prefetch import Wanted
 from nexus_deploy.suite.verdict import no_problems
 
 pytestmark = pytest.mark.precheck
+# No ROLE: on a fleet too, checked once, on the profile's host, where the deployer writes its
+# restore points and audit logs (see nexus_deploy.suite.fleet).
 
 
 def wanted_facts(target, config_dir):

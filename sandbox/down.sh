@@ -1,13 +1,14 @@
 #!/bin/bash
 # Stop the Nexus COS sandbox started by up.sh. Idempotent.
 #
-#   down.sh              stop the gateway, remove the nexus-postgres container
-#                        and the nginx site. Keeps dockerd, nginx, the image, the
-#                        database volume, the platform repo, TLS files and
-#                        pgpass, so that the next up.sh is fast.
+#   down.sh              stop the gateway, remove the fleet's node containers
+#                        (fleet.sh down), the nexus-postgres container and the
+#                        nginx site. Keeps dockerd, nginx, the images, the
+#                        database volume, the platform repo, TLS files, pgpass
+#                        and the fleet's keys, so that the next up.sh is fast.
 #   down.sh --wipe-data  the same, and drop the database volume (next up.sh
 #                        starts with an empty platform database).
-#   down.sh --purge      the same, and also remove the image and everything
+#   down.sh --purge      the same, and also remove the images and everything
 #                        under /var/lib/nexus-sandbox (next up.sh is a cold one).
 set -euo pipefail
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -15,6 +16,7 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 SANDBOX_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 STATE_DIR=/var/lib/nexus-sandbox
 IMAGE=local/nexus-postgres:15
+NODE_IMAGE=local/nexus-node:12
 GATEWAY_PIDFILE=/var/run/nexus-gateway.pid
 NGINX_SITE=/etc/nginx/sites-enabled/nexus-sandbox
 COMPOSE=(docker-compose --project-name nexus-sandbox --file "$SANDBOX_DIR/docker-compose.yml")
@@ -43,6 +45,8 @@ rm -f "$GATEWAY_PIDFILE"
 # either; say so, because restart: unless-stopped would bring it back when
 # dockerd starts again (up.sh wants it anyway).
 if "$DOCKER" info >/dev/null 2>&1; then
+    # The fleet first: its nodes' gateways use the database.
+    bash "$SANDBOX_DIR/fleet.sh" down 2>&1 | sed 's/^/[down]   /'
     down_args=()
     [ "$wipe_data" -eq 1 ] && down_args+=(--volumes)
     log "docker-compose down${down_args[*]:+ ${down_args[*]}}"
@@ -50,6 +54,10 @@ if "$DOCKER" info >/dev/null 2>&1; then
     if [ "$purge" -eq 1 ] && "$DOCKER" image inspect "$IMAGE" >/dev/null 2>&1; then
         log "removing the image $IMAGE"
         "$DOCKER" image rm "$IMAGE" >/dev/null
+    fi
+    if [ "$purge" -eq 1 ] && "$DOCKER" image inspect "$NODE_IMAGE" >/dev/null 2>&1; then
+        log "removing the image $NODE_IMAGE"
+        "$DOCKER" image rm "$NODE_IMAGE" >/dev/null
     fi
 else
     log "dockerd is not running: nexus-postgres is not running either (nothing to do in docker)"

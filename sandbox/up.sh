@@ -12,6 +12,11 @@
 # run with everything up takes a few seconds. Run as root. Everything binds
 # 127.0.0.1 only. Exits non-zero naming the piece that did not come up.
 #
+# Usage: up.sh [--hosts N]
+#   --hosts N  then also a fleet of N API nodes (1..32), each a container
+#              reached over ssh like a host: `sandbox/fleet.sh up N` (see there).
+#              Without it, no fleet is started or changed.
+#
 # Env: NEXUS_PYTHON  python with psycopg 3 for the gateway
 #                    (default: <repo>/.venv/bin/python)
 set -euo pipefail
@@ -56,6 +61,20 @@ started_at=$(date +%s.%N)
 log() { echo "[up] $*"; }
 die() { echo "[up] FAILED: $STEP: $*" >&2; exit 1; }
 trap 'echo "[up] FAILED: $STEP (command at line $LINENO exited non-zero)" >&2' ERR
+
+# --hosts N: the fleet, started after the single-host sandbox is up.
+HOSTS=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --hosts) [ $# -ge 2 ] || { STEP="arguments"; die "--hosts needs a number"; }
+                 HOSTS=$2; shift 2 ;;
+        --hosts=*) HOSTS=${1#--hosts=}; shift ;;
+        *) STEP="arguments"; die "unknown argument '$1' (usage: $0 [--hosts N])" ;;
+    esac
+done
+if [ -n "$HOSTS" ] && ! [[ "$HOSTS" =~ ^[0-9]+$ && $((10#$HOSTS)) -ge 1 && $((10#$HOSTS)) -le 32 ]]; then
+    STEP="arguments"; die "--hosts wants a number of nodes from 1 to 32, not '$HOSTS'"
+fi
 
 [ "$(id -u)" -eq 0 ] || { STEP="preflight"; die "must run as root"; }
 
@@ -377,3 +396,9 @@ cat <<EOF
   platform repo   $PLATFORM_REPO (branch main)
   backups/audit   $BACKUP_DIR  $AUDIT_DIR
 EOF
+
+# --- the fleet (--hosts N) ----------------------------------------------------
+if [ -n "$HOSTS" ]; then
+    STEP="fleet"
+    bash "$SANDBOX_DIR/fleet.sh" up "$HOSTS" || die "sandbox/fleet.sh up $HOSTS failed (see above)"
+fi

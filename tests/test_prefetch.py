@@ -13,7 +13,7 @@ from suite import CHECK_FILES, REPO
 
 from nexus_deploy.config.profile import load_profile
 from nexus_deploy.facts.bounded_host import bounded_host
-from nexus_deploy.suite.prefetch import Prefetch, Wanted, start_wanted
+from nexus_deploy.suite.prefetch import Declaration, Prefetch, Wanted, start_wanted
 
 
 class Counter:
@@ -151,10 +151,10 @@ def test_every_precheck_declares_its_calls_and_a_module_without_any_starts_none(
         assert declared_calls(name, module), f"{name}: no call declared"
     profile = load_profile(REPO / "pfs" / "targets" / "sandbox.yaml")
 
-    class Item:  # a collected precheck whose module declares nothing
-        module = ModuleType("test_13_quiet")
-
+    quiet = ModuleType("test_13_quiet")  # a collected precheck whose module declares nothing
     prefetch = Prefetch()
-    start_wanted(prefetch, [Item()], profile, REPO / "pfs")  # type: ignore[list-item]
+    start_wanted(
+        prefetch, [Declaration(quiet, profile, bounded_host("local://", 10))], REPO / "pfs"
+    )
     prefetch.close()
     assert prefetch.started_count == 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -24,7 +24,8 @@ from pydantic import (
 from testinfra.backend import BACKENDS
 
 from nexus_deploy.config import yamlfile
-from nexus_deploy.config.targets import DEFAULT_COMMAND_TIMEOUT_S
+from nexus_deploy.config.fleet import VARIABLE, Fleet, FleetError, Node, node_view
+from nexus_deploy.config.targets import DEFAULT_COMMAND_TIMEOUT_S, FLEET_WORKERS
 from nexus_deploy.config.yamlfile import yaml_problem
 
 
@@ -160,6 +161,8 @@ class SecuritySpec(_Model):
     @field_validator("tls_endpoint")
     @classmethod
     def _host_port(cls, value: str) -> str:
+        if VARIABLE.search(value):
+            return value  # a fleet node's variable ({ansible_host}): checked in each node's view
         host, _, port = value.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"{value!r} is not host:port")
@@ -182,6 +185,20 @@ class AuditSpec(_Model):
     # outside `dir` (made by `make setup`). Without a key the logs are chained, not keyed.
     key_file: AbsolutePath | None = None
     anchor_file: AbsolutePath | None = None
+
+
+class FleetSpec(_Model):
+    """Several machines: an Ansible inventory's hosts, by role (see nexus_deploy.config.fleet)."""
+
+    inventory: AbsolutePath
+    # The inventory groups whose hosts play each role.
+    groups: dict[Literal["api", "db"], tuple[str, ...]]
+    # Each API node's own endpoints ("https://{ansible_host}:443"): the activation is verified
+    # through every node, besides the load balancer's gateway.endpoints.
+    endpoints: tuple[Endpoint, ...] = ()
+    connect_timeout_s: Seconds = 5
+    # Host commands running at once, over all nodes.
+    workers: int = Field(default=FLEET_WORKERS, ge=1, le=64, strict=True)
 
 
 class TargetProfile(_Model):
@@ -208,6 +225,7 @@ class TargetProfile(_Model):
     security: SecuritySpec
     backup: BackupSpec
     audit: AuditSpec
+    fleet: FleetSpec | None = None
 
     @field_validator("host")
     @classmethod
@@ -244,6 +262,31 @@ def load_profile(path: Path) -> TargetProfile:
         return TargetProfile.model_validate(raw)
     except ValidationError as exc:
         raise ProfileError(f"{path}: {describe_errors(exc)}") from None
+
+
+def node_profile(profile: TargetProfile, node: Node, fleet: Fleet) -> TargetProfile:
+    """The profile as ``node`` sees it (its variables and overrides, see config.fleet)."""
+    raw: dict[str, Any] = profile.model_dump()
+    view = node_view(raw, node, fleet.inventory)
+    try:
+        return TargetProfile.model_validate({**view, "fleet": None})
+    except ValidationError as exc:
+        raise FleetError(f"{fleet.inventory}: host {node.name}: {describe_errors(exc)}") from None
+
+
+def node_endpoints(profile: TargetProfile, fleet: Fleet) -> tuple[Endpoint, ...]:
+    """fleet.endpoints of every API node, named ``<node>.<endpoint>``."""
+    if profile.fleet is None:
+        return ()
+    endpoints = []
+    for node in fleet.of_role("api"):
+        view = node_view(
+            {"endpoints": profile.fleet.model_dump()["endpoints"]}, node, fleet.inventory
+        )
+        for endpoint in view["endpoints"]:
+            name = f"{node.name}.{endpoint['name']}"
+            endpoints.append(Endpoint(name=name, url=endpoint["url"]))
+    return tuple(endpoints)
 
 
 # An unknown key is named only if it looks like a field name (a typo of one, most likely): a

@@ -16,6 +16,9 @@ DEFAULT_TARGET = "sandbox"
 # The profile's command_timeout_s when it sets none. The slowest command on a healthy host is
 # `git fsck` of the platform checkout: a large one needs room.
 DEFAULT_COMMAND_TIMEOUT_S = 60.0
+# A fleet profile's fleet.workers when it sets none: host commands over ssh at once, each mostly
+# waiting on the network and the remote host.
+FLEET_WORKERS = 16
 
 
 def resolve_target_path(choice: str | None, deployer_root: Path) -> Path:

@@ -30,14 +30,18 @@ not one per command. A command that exits 255 by itself is told apart (``_OWN_25
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
+import json
 import locale
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -47,6 +51,7 @@ from typing import Any
 import testinfra.backend
 from testinfra.backend.base import CommandResult
 from testinfra.host import Host
+from testinfra.utils import ansible_runner
 
 # SIGTERM at the limit, SIGKILL this many seconds later for a command that ignores SIGTERM.
 KILL_AFTER_S = 2
@@ -305,6 +310,46 @@ def bounded_host(spec: str, limit_s: float) -> BoundedHost:
     # command of its own, past Host.run: asked through the host, that one is bounded too.
     backend.get_encoding = functools.partial(host_encoding, host)
     return host
+
+
+@functools.cache
+def fleet_host(
+    inventory: str, listing_json: str, name: str, limit_s: float, connect_timeout_s: float
+) -> BoundedHost:
+    """Host ``name`` of an Ansible inventory (``listing_json``: what ansible-inventory printed
+    for it), its connection resolved from the inventory as testinfra's ansible backend does:
+    ssh without Ansible's per-task cost. Bounded as ``bounded_host`` is, and fit for commands
+    from several threads at once: ssh never prompts (BatchMode), and one master connection per
+    host carries them (ControlMaster), in a directory of our own."""
+    config = ansible_runner.get_ansible_config()
+    resolved = ansible_runner.get_ansible_host(config, json.loads(listing_json), name)
+    if resolved is None:
+        raise HostCommandError(f"{name}: its ansible_connection is not one testinfra can run")
+    backend = resolved.backend
+    if backend.NAME in SSH_BACKENDS:
+        masters = control_directory()
+        backend.ssh_extra_args = " ".join(
+            filter(None, [
+                backend.ssh_extra_args,
+                keepalive_options(limit_s),
+                f"-o BatchMode=yes -o ConnectTimeout={max(1, math.ceil(connect_timeout_s))}",
+                f"-o ControlMaster=auto -o ControlPersist=5s -o ControlPath={masters}/%C",
+            ])
+        )  # fmt: skip
+    host = BoundedHost(f"ansible://{name}?ansible_inventory={inventory}", backend, limit_s)
+    backend.set_host(host)
+    backend.get_encoding = functools.partial(host_encoding, host)
+    return host
+
+
+@functools.cache
+def control_directory() -> Path:
+    """Where ssh keeps this process's master connections: private (mkdtemp: 0700, ours), made
+    anew per process and removed at its exit; a master outlives its last command by a few
+    seconds (ControlPersist), then ends by itself."""
+    directory = Path(tempfile.mkdtemp(prefix="nexus-ssh-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return directory
 
 
 def host_encoding(host: BoundedHost) -> str:

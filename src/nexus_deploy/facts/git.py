@@ -15,6 +15,10 @@ class RepositoryState:
     branch: str = ""
     head: str = ""
     uncommitted: tuple[str, ...] = ()
+    # The branch's upstream (origin/main) and how many of its commits HEAD lacks, as of the
+    # last fetch (a precheck fetches nothing); None without an upstream.
+    upstream: str | None = None
+    behind: int | None = None
 
 
 def repository_state(host: Host, path: str) -> RepositoryState:
@@ -28,6 +32,7 @@ def repository_state(host: Host, path: str) -> RepositoryState:
         line[2:].split(" ", 1) for line in status.stdout.splitlines() if line.startswith("# ")
     )
     head = headers.get("branch.oid", "(none)")
+    ahead_behind = headers.get("branch.ab", "").split()  # "+0 -2"
     return RepositoryState(
         is_repository=True,
         fsck_ok=fsck.rc == 0,
@@ -37,6 +42,8 @@ def repository_state(host: Host, path: str) -> RepositoryState:
         uncommitted=tuple(
             changed_path(line) for line in status.stdout.splitlines() if line[:2] != "# "
         ),
+        upstream=headers.get("branch.upstream"),
+        behind=abs(int(ahead_behind[1])) if len(ahead_behind) == 2 else None,
     )
 
 

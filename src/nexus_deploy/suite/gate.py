@@ -7,7 +7,7 @@ from typing import Protocol
 import pytest
 
 from nexus_deploy.change.request import ActivationRequest
-from nexus_deploy.suite.prechecks import Tally, precheck_name
+from nexus_deploy.suite.prechecks import Tally, precheck_label, precheck_name
 
 # Plugins whose absence changes how the prechecks run or are reported.
 REQUIRED_PLUGINS = {
@@ -18,14 +18,14 @@ REQUIRED_PLUGINS = {
 
 
 class RunState(Protocol):
-    """What the gate needs of a run: its request, every precheck there is, and where to record
-    why the gate is shut."""
+    """What the gate needs of a run: its request, every precheck it owes (on a fleet, one per
+    host of a host-level precheck: ``DISK[api-3]``), and where to record why the gate is shut."""
 
     @property
     def request(self) -> ActivationRequest | None: ...
 
     @property
-    def prechecks(self) -> tuple[str, ...]: ...
+    def expected(self) -> tuple[str, ...]: ...
 
     def close_gate(self, problems: list[str]) -> None: ...
 
@@ -56,15 +56,15 @@ def run_order(item: pytest.Item, prechecks: tuple[str, ...]) -> int | None:
 
 
 def selection_problems(
-    items: list[pytest.Item], config: pytest.Config, prechecks: tuple[str, ...]
+    items: list[pytest.Item], config: pytest.Config, expected: tuple[str, ...]
 ) -> list[str]:
     """Why the selected items cannot open the gate, before any of them runs."""
     problems = []
-    selected = [name for name in map(precheck_name, items) if name]
-    missing = [name for name in prechecks if name not in selected]
+    selected = [label for label in map(precheck_label, items) if label]
+    missing = [label for label in expected if label not in selected]
     if missing:
         problems.append(f"prechecks not selected: {', '.join(missing)} (-k, -m, --deselect, paths)")
-    if selected != [name for name in prechecks if name in selected]:
+    if selected != [label for label in expected if label in selected]:
         problems.append(f"prechecks out of order: {', '.join(selected)}")
     stages = [i for i, item in enumerate(items) if activation_stage(item)]
     checks = [i for i, item in enumerate(items) if precheck_name(item)]
@@ -107,7 +107,7 @@ def split_activation(
     if not activation:
         run.close_gate(["activation tests not selected (-k, -m, --deselect or paths)"])
         return items, []
-    problems = selection_problems(items, config, run.prechecks)
+    problems = selection_problems(items, config, run.expected)
     if problems:
         run.close_gate(problems)
         return [i for i in items if i not in activation], activation

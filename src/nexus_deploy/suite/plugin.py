@@ -13,11 +13,13 @@ import pytest
 from _pytest.junitxml import xml_key
 
 from nexus_deploy.suite import report_html, signals, startup_gc
+from nexus_deploy.suite.fleet import parametrize_over_hosts
 from nexus_deploy.suite.gate import activation_stage, run_order, split_activation
 from nexus_deploy.suite.options import show_only, without_session
 from nexus_deploy.suite.prechecks import (
     PENDING_KEY,
     WARNINGS_KEY,
+    Outcome,
     Status,
     junit_status,
     outcome_of,
@@ -104,6 +106,9 @@ class ListingHooks:
             "nexus-deploy: listing only: nothing is checked on the target, nothing is written",
         ]
 
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        parametrize_over_hosts(metafunc, self.run.fleet)
+
     def pytest_itemcollected(self, item: pytest.Item) -> None:
         # The order comes from the catalogue (checks/test_NN_*.py), not from the test files:
         # before any selection or reordering, so that the gate sees what pytest-order made.
@@ -163,7 +168,7 @@ class RunHooks(ListingHooks):
             if outcome is not None and PENDING_KEY not in item.stash:
                 item.stash[PENDING_KEY] = outcome
                 report_html.attach_outcome(report, outcome)
-                self.name_in_junit(item, report, outcome.name)
+                self.name_in_junit(item, report, outcome)
         elif PENDING_KEY in item.stash:
             # Written when the item is over: an error in teardown still turns PASS into FAIL.
             final = outcome or item.stash[PENDING_KEY]
@@ -175,14 +180,16 @@ class RunHooks(ListingHooks):
                 report_html.mark_status(report, final)
         return report
 
-    def name_in_junit(self, item: pytest.Item, report: pytest.TestReport, name: str) -> None:
-        """`precheck 04 DISK` as the testcase's name, as CI interfaces list it; the test
-        function stays in the `test` property (junitxml keeps attributes set by plugins)."""
+    def name_in_junit(self, item: pytest.Item, report: pytest.TestReport, outcome: Outcome) -> None:
+        """`precheck 04 DISK` (`precheck 04 DISK [api-3]` on a fleet) as the testcase's name, as
+        CI interfaces list it; the test function stays in the `test` property (junitxml keeps
+        attributes set by plugins)."""
         xml = item.config.stash.get(xml_key, None)
-        if xml is None or name not in self.run.prechecks:
+        if xml is None or outcome.name not in self.run.prechecks:
             return
-        number = self.run.prechecks.index(name) + 1
-        xml.node_reporter(report).add_attribute("name", f"precheck {number:02d} {name}")
+        number = self.run.prechecks.index(outcome.name) + 1
+        on = f" [{outcome.host}]" if outcome.host else ""
+        xml.node_reporter(report).add_attribute("name", f"precheck {number:02d} {outcome.name}{on}")
 
     @pytest.hookimpl(wrapper=True)
     def pytest_sessionfinish(

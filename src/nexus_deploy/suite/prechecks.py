@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from nexus_deploy.suite.fleet import host_of
+
 CHECKS_DIR = "checks"
 CHECK_FILE = re.compile(r"^test_(?P<number>[0-9]{2})_(?P<name>[a-z][a-z0-9_]*)\.py$")
 
@@ -75,12 +77,39 @@ class Status(enum.Enum):
 
 @dataclass
 class Outcome:
-    """How one precheck ended: its status, what it measured and, if it failed, why."""
+    """How one precheck ended (on one host of a fleet): its status, what it measured and, if
+    it failed, why."""
 
     name: str
     status: Status
     measured: dict[str, str | int | float | bool] = field(default_factory=dict)
     reason: str = ""
+    host: str | None = None  # on a fleet, the host a host-level precheck ran on
+
+    @property
+    def label(self) -> str:
+        """``DISK``, or ``DISK[api-3]`` on a host of a fleet: what the gate counts."""
+        return label(self.name, self.host)
+
+
+def label(name: str, host: str | None) -> str:
+    return f"{name}[{host}]" if host else name
+
+
+def base_name(label: str) -> str:
+    """The precheck a label is of (``DISK[api-3]``: DISK)."""
+    return label.split("[", 1)[0]
+
+
+def host_of_label(label: str) -> str | None:
+    """The host in a label (``DISK[api-3]``: api-3), None for a precheck run once."""
+    return label.split("[", 1)[1].rstrip("]") if "[" in label else None
+
+
+def precheck_label(item: pytest.Item) -> str | None:
+    """The label of a precheck item (see Outcome.label), None for any other test."""
+    name = precheck_name(item)
+    return None if name is None else label(name, host_of(item))
 
 
 def junit_status(outcome: Outcome) -> list[tuple[str, str]]:
@@ -98,17 +127,18 @@ def outcome_of(item: pytest.Item, report: pytest.TestReport) -> Outcome | None:
     name = precheck_name(item)
     if name is None:
         return None
+    host = host_of(item)
     measured = {str(key): scalar(value) for key, value in report.user_properties}
     if report.failed:
         phase = "" if report.when == "call" else f"error in {report.when}: "
-        return Outcome(name, Status.FAIL, measured, phase + failure_reason(report))
+        return Outcome(name, Status.FAIL, measured, phase + failure_reason(report), host)
     if report.skipped:
-        return Outcome(name, Status.FAIL, measured, "skipped: " + failure_reason(report))
+        return Outcome(name, Status.FAIL, measured, "skipped: " + failure_reason(report), host)
     if report.when != "call":
         return None
     warnings = item.stash.get(WARNINGS_KEY, [])
     status = Status.WARNING if warnings else Status.PASS
-    return Outcome(name, status, measured, "; ".join(warnings))
+    return Outcome(name, status, measured, "; ".join(warnings), host)
 
 
 def scalar(value: object) -> str | int | float | bool:
@@ -127,13 +157,14 @@ def failure_reason(report: pytest.TestReport) -> str:
 
 @dataclass
 class Tally:
-    """The prechecks of one run (``names``: all there are, in order), in the order they finished."""
+    """The prechecks of one run (``names``: the labels of all it owes, in order; on a fleet one
+    per host of a host-level precheck), in the order they finished."""
 
     names: tuple[str, ...]
     outcomes: dict[str, Outcome] = field(default_factory=dict)
 
     def record(self, outcome: Outcome) -> None:
-        self.outcomes[outcome.name] = outcome
+        self.outcomes[outcome.label] = outcome
 
     def count(self, status: Status) -> int:
         return sum(1 for outcome in self.outcomes.values() if outcome.status is status)
@@ -141,7 +172,7 @@ class Tally:
     def lines(self) -> list[tuple[str, Status | None]]:
         """A line per precheck for the terminal, with its status (None: those not run)."""
         lines: list[tuple[str, Status | None]] = [
-            (f"{o.name:>15}: {o.status.value}" + (f" ({o.reason})" if o.reason else ""), o.status)
+            (f"{o.label:>15}: {o.status.value}" + (f" ({o.reason})" if o.reason else ""), o.status)
             for o in self.outcomes.values()
         ]
         if self.not_run:
@@ -154,4 +185,4 @@ class Tally:
 
     @property
     def failed(self) -> list[str]:
-        return [o.name for o in self.outcomes.values() if o.status is Status.FAIL]
+        return [o.label for o in self.outcomes.values() if o.status is Status.FAIL]

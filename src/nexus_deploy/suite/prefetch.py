@@ -25,6 +25,7 @@ from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
@@ -32,7 +33,11 @@ import yaml
 from testinfra.host import Host
 
 from nexus_deploy.config import yamlfile
-from nexus_deploy.config.targets import DEFAULT_COMMAND_TIMEOUT_S, resolve_target_path
+from nexus_deploy.config.targets import (
+    DEFAULT_COMMAND_TIMEOUT_S,
+    FLEET_WORKERS,
+    resolve_target_path,
+)
 from nexus_deploy.facts.bounded_host import bounded_host, usable_limit
 from nexus_deploy.facts.host import COMPOSE_COMMANDS, compose_version
 
@@ -113,6 +118,8 @@ def start_early(config: pytest.Config) -> None:
         raw = yamlfile.load(yamlfile.read_bounded(path))
         host_spec = str(raw.get("host", "local://"))
         limit_s = usable_limit(raw.get("command_timeout_s", DEFAULT_COMMAND_TIMEOUT_S))
+        # A fleet's host calls share this pool: as many at once as its profile allows.
+        workers = int(raw["fleet"].get("workers", FLEET_WORKERS)) if raw.get("fleet") else WORKERS
     except (OSError, ValueError, AttributeError, yaml.YAMLError):  # UnicodeDecodeError too
         return  # the profile is read, checked and if need be refused properly later
     if limit_s is None:
@@ -120,7 +127,7 @@ def start_early(config: pytest.Config) -> None:
     host = concurrent_host(host_spec, limit_s)
     if host is None:
         return
-    prefetch = Prefetch()
+    prefetch = Prefetch(max(1, min(workers, 64)))
     # A run refused before it starts never closes it; a run that started has waited already.
     config.add_cleanup(lambda: prefetch.close(wait=False))
     # bounded_host keeps one host per spec and limit: the DOCKER precheck asks with this one.
@@ -156,15 +163,22 @@ class Wanted:
 WANTED_FACTS = "wanted_facts"  # the function a precheck module declares its calls in
 
 
-def start_wanted(
-    prefetch: Prefetch, items: list[pytest.Item], profile: TargetProfile, config_dir: Path
-) -> None:
-    """Start the calls the modules of the collected precheck ``items`` declare. Host calls start
-    only where they may run side by side (``concurrent_host``: this machine, without sudo);
-    elsewhere each precheck makes its own, one by one."""
-    host = concurrent_host(profile.host, profile.command_timeout_s)
-    modules = {id(module): module for item in items if (module := getattr(item, "module", None))}
-    for module in modules.values():
+@dataclass(frozen=True)
+class Declaration:
+    """A collected precheck module, the profile it sees, and the host its host calls may be
+    started on side by side (None: nowhere; the precheck makes them one by one)."""
+
+    module: ModuleType
+    profile: TargetProfile
+    host: Host | None
+
+
+def start_wanted(prefetch: Prefetch, declarations: list[Declaration], config_dir: Path) -> None:
+    """Start the calls the modules of the collected prechecks declare. Host calls start only
+    where they may run side by side (``concurrent_host``: this machine, without sudo; a fleet's
+    hosts); elsewhere each precheck makes its own, one by one."""
+    for declaration in declarations:
+        module, profile, host = declaration.module, declaration.profile, declaration.host
         declare = getattr(module, WANTED_FACTS, None)
         if declare is None:
             continue  # a precheck with no slow call to start

@@ -21,6 +21,7 @@ import nexus_deploy
 from nexus_deploy import __version__, audit
 from nexus_deploy.runid import is_run_id, operator
 from nexus_deploy.suite.decision import Decision, Verdict
+from nexus_deploy.suite.prechecks import base_name, host_of_label
 
 if TYPE_CHECKING:
     from nexus_deploy.suite.run import DeploymentRun
@@ -81,13 +82,14 @@ def summary_data(run: DeploymentRun, decision: Decision, exitstatus: int) -> dic
         "prechecks": [
             {
                 "number": number,
-                "name": name,
+                "name": base_name(label),
+                "host": host_of_label(label),  # on a fleet; else null
                 "status": outcome.status.value if outcome else "NOT RUN",
                 "reason": outcome.reason if outcome else "",
                 "measured": outcome.measured if outcome else {},
             }
-            for number, name in enumerate(run.prechecks, 1)
-            for outcome in [run.tally.outcomes.get(name)]
+            for number, label in run.numbered_prechecks()
+            for outcome in [run.tally.outcomes.get(label)]
         ],
         "changes": [
             {"key": c.key, "before": c.old_text, "after": c.new_text}

@@ -111,7 +111,7 @@ def banner(run: DeploymentRun, decision: Decision) -> str:
 
 def precheck_table(run: DeploymentRun) -> str:
     rows = []
-    for number, name in enumerate(run.prechecks, 1):
+    for number, name in run.numbered_prechecks():  # DISK, or DISK[api-3] on a fleet
         outcome = run.tally.outcomes.get(name)
         status = outcome.status.value if outcome else "NOT RUN"
         measured = ", ".join(f"{k}={v}" for k, v in outcome.measured.items()) if outcome else ""
@@ -124,7 +124,8 @@ def precheck_table(run: DeploymentRun) -> str:
             f'<td class="measured">{e(measured)}</td><td>{e(message)}</td></tr>'
         )
     warnings = run.tally.count(Status.WARNING)
-    caption = f"{len(run.prechecks)} prechecks" + (
+    hosts = f" on {len(run.fleet.fleet.nodes)} hosts" if run.fleet else ""
+    caption = f"{len(run.prechecks)} prechecks{hosts}" + (
         f", {warnings} with a WARNING" if warnings else ""
     )
     return (

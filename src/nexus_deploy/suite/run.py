@@ -21,9 +21,10 @@ from nexus_deploy.runid import operator
 from nexus_deploy.suite import record
 from nexus_deploy.suite.decision import Decision, decide
 from nexus_deploy.suite.files import RunFiles, open_audit, untrusted_directory
+from nexus_deploy.suite.fleet import FleetRun, host_of
 from nexus_deploy.suite.gate import runtime_problems
-from nexus_deploy.suite.prechecks import Outcome, Status, Tally, precheck_name
-from nexus_deploy.suite.prefetch import Prefetch, start_wanted
+from nexus_deploy.suite.prechecks import Outcome, Status, Tally, base_name, precheck_label
+from nexus_deploy.suite.prefetch import Declaration, Prefetch, concurrent_host, start_wanted
 
 if TYPE_CHECKING:  # a precheck run never loads the activation stack
     from nexus_deploy.change.deployment import Deployment
@@ -46,15 +47,20 @@ class DeploymentRun:
         config_dir: Path = Path("pfs"),
         prefetch: Prefetch | None = None,
         audit_key: bytes | None = None,
+        fleet: FleetRun | None = None,
+        expected: tuple[str, ...] | None = None,
     ) -> None:
         self.run_id = run_id
-        self.prechecks = prechecks
+        self.prechecks = prechecks  # the catalogue: their names, in order
+        self.fleet = fleet
+        # What the gate wants: a label per precheck, per host of its role on a fleet.
+        self.expected = expected or prechecks
         self.profile = profile
         self.profile_path = profile_path
         self.files = files
         self.request = request
         self.config_dir = config_dir
-        self.tally = Tally(prechecks)
+        self.tally = Tally(self.expected)
         self.notes: list[str] = []
         self.gate_problems: list[str] = []
         # Failed or not run, yet overridden by an emergency.
@@ -81,6 +87,18 @@ class DeploymentRun:
         """The target host; made on first use, so a backend that cannot start fails the checks
         that use it (each naming the cause) rather than the whole run."""
         return bounded_host(self.profile.host, self.profile.command_timeout_s)
+
+    def host_for(self, node: str | None) -> BoundedHost:
+        """The host a precheck runs on: a fleet's node, or the profile's own host."""
+        return self.host if node is None or self.fleet is None else self.fleet.host(node)
+
+    def profile_for(self, node: str | None) -> TargetProfile:
+        """The profile as a precheck on ``node`` sees it (see nexus_deploy.config.fleet)."""
+        return self.profile if node is None or self.fleet is None else self.fleet.profiles[node]
+
+    def numbered_prechecks(self) -> list[tuple[int, str]]:
+        """Every precheck label the run owes, with its precheck's number."""
+        return [(self.prechecks.index(base_name(label)) + 1, label) for label in self.expected]
 
     @property
     def kind(self) -> str:
@@ -119,8 +137,10 @@ class DeploymentRun:
             return
         from nexus_deploy.change.deployment import Deployment
 
+        # On a fleet the activation is verified through every API node too.
+        profile = self.fleet.verified_profile() if self.fleet else self.profile
         self.deployment = Deployment(
-            self.request, self.profile, self.config_dir, self.audit, self.run_id, operator()
+            self.request, profile, self.config_dir, self.audit, self.run_id, operator()
         )
         if not self.request.plan_only:
             denied = self.deployment.acquire_lock()
@@ -129,25 +149,46 @@ class DeploymentRun:
 
     def collected(self, items: list[pytest.Item], tell: Callable[[str], None]) -> None:
         """The prechecks are known: audit them and gather their facts."""
-        names = [name for name in map(precheck_name, items) if name]
+        checks = [item for item in items if precheck_label(item)]
+        labels = [precheck_label(item) or "" for item in checks]
         self.audit.write(
             "PRECHECK_START",
             timestamp=int(time.time()),
-            selected=len(names),
-            order=",".join(names) or "none",
+            selected=len(labels),
+            order=",".join(labels) or "none",
+            **({"hosts": len(self.fleet.fleet.nodes)} if self.fleet else {}),
         )
-        start_wanted(
-            self.prefetch, [i for i in items if precheck_name(i)], self.profile, self.config_dir
-        )
+        start_wanted(self.prefetch, self.declarations(checks), self.config_dir)
         # pytest sets and unsets PYTEST_CURRENT_TEST around every test. A thread that reads
         # os.environ meanwhile (requests does, for proxies) or starts a process (environ is
         # what it inherits) can fail with KeyError or EFAULT: seen here about once in 100
         # runs. So the background calls all end before the first test begins.
         self.prefetch.wait(tell)
 
+    def declarations(self, checks: list[pytest.Item]) -> list[Declaration]:
+        """Each collected precheck module with the profile it sees and the host its facts may
+        be read on side by side (None: one by one, by the precheck itself)."""
+        declared: dict[tuple[int, str | None], Declaration] = {}
+        for item in checks:
+            module, node = getattr(item, "module", None), host_of(item)
+            if module is None or (id(module), node) in declared:
+                continue
+            profile = self.profile_for(node)
+            # A fleet's hosts take commands from several threads (ssh never prompts there).
+            host = (
+                self.fleet.host(node)
+                if self.fleet and node
+                else concurrent_host(profile.host, profile.command_timeout_s)
+            )
+            declared[id(module), node] = Declaration(module, profile, host)
+        return list(declared.values())
+
     def record(self, outcome: Outcome) -> None:
         self.tally.record(outcome)
-        fields: dict[str, str | int | float | bool | None] = {"status": outcome.status.value}
+        fields: dict[str, str | int | float | bool | None] = {}
+        if outcome.host:
+            fields["host"] = outcome.host
+        fields["status"] = outcome.status.value
         fields.update(outcome.measured)
         if outcome.reason:
             fields["reason"] = outcome.reason

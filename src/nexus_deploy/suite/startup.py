@@ -24,8 +24,9 @@ from nexus_deploy.phases.base import RequestError
 from nexus_deploy.runid import new_run_id
 from nexus_deploy.suite import record, report_page
 from nexus_deploy.suite.files import RunFiles, open_audit
+from nexus_deploy.suite.fleet import FleetError, expected_prechecks, read_fleet_run
 from nexus_deploy.suite.prechecks import CHECKS_DIR, CatalogueError, catalogue
-from nexus_deploy.suite.prefetch import PREFETCH_KEY
+from nexus_deploy.suite.prefetch import PREFETCH_KEY, Prefetch
 from nexus_deploy.suite.run import DeploymentRun
 
 
@@ -78,10 +79,22 @@ def build_run(config: pytest.Config, listing: bool = False) -> DeploymentRun:
         except AuditKeyError as exc:
             reason = f"{profile_path}: audit.key_file: {exc}"
             raise pytest.UsageError(refuse(files, run_id, profile.audit.dir, reason)) from None
+    try:
+        fleet = read_fleet_run(profile)
+        expected = expected_prechecks(prechecks, config.rootpath / CHECKS_DIR, fleet)
+    except FleetError as exc:
+        reason = f"{profile_path}: fleet: {exc}"
+        raise pytest.UsageError(
+            refuse(files, run_id, profile.audit.dir, reason, not listing)
+        ) from None
     prefetch = config.stash.get(PREFETCH_KEY, None)
+    if fleet is not None and prefetch is None:
+        assert profile.fleet is not None
+        prefetch = Prefetch(profile.fleet.workers)
     return DeploymentRun(
-        run_id, profile, profile_path, files, prechecks, request, config_dir, prefetch, audit_key
-    )
+        run_id, profile, profile_path, files, prechecks, request, config_dir, prefetch,
+        audit_key, fleet, expected,
+    )  # fmt: skip
 
 
 def request_from_options(option: Any, config_dir: Path) -> ActivationRequest | None:

@@ -1,0 +1,268 @@
+"""Fleet: one run checks every host of an Ansible inventory, in parallel, and activates once.
+
+Against the sandbox fleet (`sandbox/up.sh --hosts 4`): four API-node containers, each with sshd,
+nginx with TLS, the gateway and a checkout, reached over real ssh; the database on this machine.
+Each fault is made for real on one node and undone after."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+from suite import REPO, SuiteRun, flag_rows, set_dotted
+
+pytestmark = pytest.mark.usefixtures("sandbox_up", "fleet_up")
+
+FLEET_PROFILE = REPO / "pfs" / "targets" / "fleet.yaml"
+FLEET_DIR = Path("/var/lib/nexus-sandbox/fleet")
+INVENTORY = FLEET_DIR / "inventory.ini"
+NODES = ("api-1", "api-2", "api-3", "api-4")
+API_CHECKS = ("SYSTEM", "SERVICES", "DISK", "MEMORY", "REPOSITORY", "SECURITY")
+DB_CHECKS = ("DOCKER", "DATABASE")
+ONCE = ("CONFIG", "API", "PREVIOUS_PHASES", "BACKUP")
+
+
+def expected_labels() -> set[str]:
+    on_nodes = {f"{name}[{node}]" for name in API_CHECKS for node in NODES}
+    return on_nodes | {f"{name}[db-1]" for name in DB_CHECKS} | set(ONCE)
+
+
+@pytest.fixture(scope="session")
+def fleet_up() -> None:
+    if not INVENTORY.exists() or len(re.findall(r"^api-\d+ ", INVENTORY.read_text(), re.M)) < 4:
+        pytest.fail("the sandbox fleet is not up: run `bash sandbox/up.sh --hosts 4`", False)
+
+
+def container(node: str) -> str:
+    return f"nexus-node-{node.removeprefix('api-')}"
+
+
+def on_node(node: str, command: str) -> None:
+    subprocess.run(["docker", "exec", container(node), "sh", "-c", command], check=True)
+
+
+@pytest.fixture
+def fleet_target(tmp_path: Path) -> Callable[..., Path]:
+    """A copy of the fleet profile, its audit dir private; ``inventory`` a changed copy."""
+
+    def write(changes: dict[str, Any] | None = None, inventory: str | None = None) -> Path:
+        profile = yaml.safe_load(FLEET_PROFILE.read_text(encoding="utf-8"))
+        profile["audit"]["dir"] = str(tmp_path / "audit")
+        if inventory is not None:
+            path = tmp_path / "inventory.ini"
+            path.write_text(inventory, encoding="utf-8")
+            profile["fleet"]["inventory"] = str(path)
+        for dotted, value in (changes or {}).items():
+            set_dotted(profile, dotted, value)
+        target = tmp_path / "fleet.yaml"
+        target.write_text(yaml.safe_dump(profile), encoding="utf-8")
+        return target
+
+    return write
+
+
+def audit_statuses(run: SuiteRun, prefix: str = "precheck-") -> dict[str, str]:
+    found = {}
+    for event in run.audit(prefix):
+        if event.event.startswith("PRECHECK_") and "status" in event.fields:
+            name = event.event.removeprefix("PRECHECK_")
+            host = event.fields.get("host")
+            found[f"{name}[{host}]" if host else name] = event.fields["status"]
+    return found
+
+
+def test_a_fleet_run_checks_every_node_and_names_it(
+    run_suite: Callable[..., SuiteRun], fleet_target: Callable[..., Path]
+) -> None:
+    run = run_suite("-m", "precheck", target=fleet_target())
+    assert run.rc == 0, run.output
+    statuses = audit_statuses(run)
+    assert set(statuses) == expected_labels()
+    assert set(statuses.values()) == {"PASS"}
+    assert run.event("PRECHECK_START").fields["hosts"] == "5"
+    # JUnit names the host as the test id does; so does the terminal.
+    assert run.cases["test_disk[api-3]"]["name"] == "precheck 04 DISK [api-3]"
+    assert run.cases["test_database[db-1]"]["outcome"] == "passed"
+    assert "checks/test_04_disk.py::test_disk[api-3] PASSED" in run.output or (
+        "DISK[api-3]: PASS" in run.output
+    )
+    # Host-level facts are read on the node: its own checkout and certificate.
+    disk = [e for e in run.audit() if e.event == "PRECHECK_REPOSITORY"]
+    assert {e.fields["host"] for e in disk} == set(NODES)
+    assert all(e.fields["path"] == "/opt/nexus-cos" for e in disk)
+
+
+@contextlib.contextmanager
+def nginx_stopped(node: str) -> Iterator[None]:
+    on_node(node, "service nginx stop >/dev/null")
+    try:
+        yield
+    finally:
+        on_node(node, "service nginx start >/dev/null")
+
+
+@contextlib.contextmanager
+def sshd_stopped(node: str) -> Iterator[None]:
+    on_node(node, "service ssh stop >/dev/null")
+    try:
+        yield
+    finally:
+        on_node(node, "service ssh start >/dev/null")
+
+
+@contextlib.contextmanager
+def stale_checkout(node: str) -> Iterator[None]:
+    on_node(node, "git -C /opt/nexus-cos reset -q --hard HEAD~1")
+    try:
+        yield
+    finally:
+        on_node(node, "git -C /opt/nexus-cos reset -q --hard origin/main")
+
+
+@contextlib.contextmanager
+def expired_certificate(node: str) -> Iterator[None]:
+    """The node's certificate file replaced by one of the same key that expired yesterday."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    key_pem = Path("/var/lib/nexus-sandbox/tls/nexus.key").read_bytes()
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())  # type: ignore[arg-type]
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=400))
+        .not_valid_after(now - dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+        .sign(key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+    on_node(node, "cp /etc/nexus/tls/nexus.crt /etc/nexus/tls/nexus.crt.good")
+    on_node(node, f"printf '%s' '{pem}' > /etc/nexus/tls/nexus.crt")
+    try:
+        yield
+    finally:
+        on_node(node, "mv /etc/nexus/tls/nexus.crt.good /etc/nexus/tls/nexus.crt")
+
+
+def small_disk_inventory(node: str) -> str:
+    """The sandbox inventory with ``node`` holding a disk threshold it cannot meet."""
+    text = INVENTORY.read_text(encoding="utf-8")
+    override = """ nexus_overrides="{'disk': {'min_free_gb': 1000000}}\""""
+    return re.sub(rf"^({re.escape(node)} .*)$", rf"\1{override}", text, flags=re.M)
+
+
+FAULTS = {
+    "nginx stopped": ("api-2", nginx_stopped, None, {"SERVICES", "SECURITY"}, "nginx"),
+    "sshd stopped": ("api-4", sshd_stopped, None, set(API_CHECKS), "ssh to"),
+    "stale checkout": ("api-1", stale_checkout, None, {"REPOSITORY"}, "behind origin/main"),
+    "expired certificate": ("api-3", expired_certificate, None, {"SECURITY"}, "expired"),
+    "disk threshold": ("api-3", None, small_disk_inventory, {"DISK"}, "below the minimum"),
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_fault_on_one_node_fails_that_node_only_and_blocks_activation(
+    fault: str,
+    run_suite: Callable[..., SuiteRun],
+    fleet_target: Callable[..., Path],
+    clean_flags: psycopg.Connection[Any],
+) -> None:
+    node, make, inventory, failing, reason = FAULTS[fault]
+    target = fleet_target(inventory=inventory(node) if inventory else None)
+    before = flag_rows(clean_flags)
+    with make(node) if make else contextlib.nullcontext():
+        run = run_suite("--activate", "phase3", "--step", "1", target=target)
+    assert run.rc == pytest.ExitCode.TESTS_FAILED, run.output
+    statuses = audit_statuses(run, "deployment-")
+    failed = {label for label, status in statuses.items() if status == "FAIL"}
+    assert failed == {f"{name}[{node}]" for name in failing}, run.output
+    assert set(statuses) == expected_labels()
+    failures = [e for e in run.audit("deployment-") if e.fields.get("status") == "FAIL"]
+    assert all(e.fields["host"] == node and reason in e.fields["reason"] for e in failures[:1])
+    assert any(reason in e.fields["reason"] for e in failures), failures
+    gate = run.event("GATE_CLOSED", "deployment-").fields["reason"]
+    assert f"[{node}]" in gate
+    assert flag_rows(clean_flags) == before
+    assert f"[{node}]: FAIL" in run.output
+
+
+def test_activation_runs_once_after_every_node_passed_and_is_verified_through_each(
+    run_suite: Callable[..., SuiteRun],
+    fleet_target: Callable[..., Path],
+    clean_flags: psycopg.Connection[Any],
+) -> None:
+    run = run_suite("--activate", "phase3", "--step", "1", target=fleet_target())
+    assert run.rc == 0, run.output
+    events = run.audit("deployment-")
+    assert [e.event for e in events].count("ACTIVATION_COMMITTED") == 1
+    assert [e.event for e in events].count("GATE_OPEN") == 1
+    verified = {e.fields["endpoint"] for e in events if e.event == "VERIFY"}
+    assert verified >= {f"{node}.https" for node in NODES} | {"nginx"}, verified
+    rows = {row[0]: row for row in flag_rows(clean_flags)}
+    assert rows["marketplace.step"][1] == "1"
+    (script,) = (run.audit_dir).glob("rollback-*.sh")
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    "selection",
+    [
+        ("-k", "not api-3"),
+        ("--deselect", "checks/test_04_disk.py::test_disk[api-2]"),
+        ("checks/test_01_system.py", "activation"),
+        ("-m", "not precheck or precheck", "--deselect", "checks/test_09_database.py"),
+    ],
+    ids=["-k not a host", "--deselect one host", "one file", "--deselect the db checks"],
+)
+def test_the_gate_wants_every_check_on_every_host(
+    selection: tuple[str, ...],
+    run_suite: Callable[..., SuiteRun],
+    fleet_target: Callable[..., Path],
+    clean_flags: psycopg.Connection[Any],
+) -> None:
+    before = flag_rows(clean_flags)
+    run = run_suite("--activate", "phase3", "--step", "1", *selection, target=fleet_target())
+    assert run.rc != 0, run.output
+    gate = run.event("GATE_CLOSED", "deployment-").fields["reason"]
+    assert "prechecks not selected" in gate
+    assert flag_rows(clean_flags) == before
+
+
+@pytest.mark.parametrize(
+    ("inventory", "named"),
+    [
+        ("[web]\nweb-1 ansible_connection=local\n", "no group 'api' (fleet.groups.api)"),
+        ("[api]\napi-1 ansible_host=127.0.0.1\n[db]\ndb-1 ansible_connection=local\n",
+         "host api-1 has no variable nexus_https_port"),
+        ("[api]\napi-1 nexus_https_port=1 nexus_overrides=7\n[db]\ndb-1\n",
+         "host api-1: nexus_overrides must be a mapping"),
+        ("[api]\napi-1 nexus_https_port=1 nexus_overrides=\"{'disk': {'min_free_gb': 'x'}}\"\n"
+         "[db]\ndb-1\n", "host api-1: disk.min_free_gb"),
+    ],
+    ids=["no api group", "a variable missing", "overrides not a mapping", "override invalid"],
+)  # fmt: skip
+def test_an_inventory_that_cannot_be_used_is_refused_naming_group_or_host(
+    inventory: str,
+    named: str,
+    run_suite: Callable[..., SuiteRun],
+    fleet_target: Callable[..., Path],
+) -> None:
+    run = run_suite("-m", "precheck", target=fleet_target(inventory=inventory))
+    assert run.rc == pytest.ExitCode.USAGE_ERROR, run.output
+    assert named in run.output
+    assert run.event("DEPLOYMENT_REFUSED").fields["reason"]
