@@ -12,8 +12,9 @@ test: sandbox lint
 setup:
 	bash scripts/setup.sh
 
+# The single-host sandbox, and a fleet of four API nodes beside it (pfs/targets/fleet.yaml).
 sandbox: setup
-	bash sandbox/up.sh
+	bash sandbox/up.sh --hosts 4
 
 sandbox-down:
 	bash sandbox/down.sh
@@ -28,3 +29,4 @@ bench: sandbox
 	$(VENV)/python bench/precheck.py
 	$(VENV)/python bench/activation.py
 	$(VENV)/python bench/killswitch.py
+	$(VENV)/python bench/fleet.py

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The deployer's main job, end to end on the local sandbox, as an operator would run it:
 # prechecks, the phase 3 marketplace walked from step 1 to 4, the phase 4 global launch,
-# a rollback of that launch, and a check of every audit log written on the way.
+# a rollback of that launch, a check of every audit log written on the way, and the prechecks
+# of a four-node fleet.
 # The 7-day soak between steps is overridden with --force-soak (audited): a demo cannot wait.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -36,3 +37,6 @@ say "every audit log is intact"
 audit_dir=/var/lib/nexus-sandbox/audit
 nexusctl audit verify "$audit_dir"/*.log | tail -n 5
 nexusctl history | tail -n 12
+
+say "a fleet: four API nodes over ssh (sandbox/up.sh --hosts 4), every node checked side by side"
+.venv/bin/nexusctl --target=fleet precheck -- -q

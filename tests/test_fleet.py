@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
+import socket
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -120,11 +122,14 @@ def sshd_stopped(node: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def stale_checkout(node: str) -> Iterator[None]:
-    on_node(node, "git -C /opt/nexus-cos reset -q --hard HEAD~1")
+    """A newer commit fetched on the node (origin/main moved on) but not checked out."""
+    git = "git -C /opt/nexus-cos -c user.name=t -c user.email=t@localhost"
+    on_node(node, f"{git} update-ref refs/remotes/origin/main "
+                  f"$({git} commit-tree 'HEAD^{{tree}}' -p HEAD -m newer)")  # fmt: skip
     try:
         yield
     finally:
-        on_node(node, "git -C /opt/nexus-cos reset -q --hard origin/main")
+        on_node(node, f"{git} update-ref refs/remotes/origin/main HEAD")
 
 
 @contextlib.contextmanager
@@ -192,7 +197,7 @@ def test_a_fault_on_one_node_fails_that_node_only_and_blocks_activation(
     assert failed == {f"{name}[{node}]" for name in failing}, run.output
     assert set(statuses) == expected_labels()
     failures = [e for e in run.audit("deployment-") if e.fields.get("status") == "FAIL"]
-    assert all(e.fields["host"] == node and reason in e.fields["reason"] for e in failures[:1])
+    assert {e.fields["host"] for e in failures} == {node}
     assert any(reason in e.fields["reason"] for e in failures), failures
     gate = run.event("GATE_CLOSED", "deployment-").fields["reason"]
     assert f"[{node}]" in gate
@@ -210,13 +215,49 @@ def test_activation_runs_once_after_every_node_passed_and_is_verified_through_ea
     events = run.audit("deployment-")
     assert [e.event for e in events].count("ACTIVATION_COMMITTED") == 1
     assert [e.event for e in events].count("GATE_OPEN") == 1
-    verified = {e.fields["endpoint"] for e in events if e.event == "VERIFY"}
-    assert verified >= {f"{node}.https" for node in NODES} | {"nginx"}, verified
+    (verify,) = [e for e in events if e.event == "VERIFY"]
+    assert verify.fields["status"] == "PASS"
+    verified = set(verify.fields["endpoints"].split(","))
+    assert verified == {f"{node}.https" for node in NODES} | {"nginx"}, verified
     rows = {row[0]: row for row in flag_rows(clean_flags)}
     assert rows["marketplace.step"][1] == "1"
     (script,) = (run.audit_dir).glob("rollback-*.sh")
     done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that takes connections and never says a word: a host whose sshd hangs."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(server.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
+    for connection in held:
+        connection.close()
+
+
+def test_a_host_that_never_answers_fails_only_its_own_checks(
+    run_suite: Callable[..., SuiteRun], fleet_target: Callable[..., Path], silent_port: int
+) -> None:
+    silent = f"api-9 ansible_host=127.0.0.1 ansible_port={silent_port} nexus_https_port=1\n"
+    inventory = INVENTORY.read_text(encoding="utf-8").replace("[api]\n", "[api]\n" + silent)
+    target = fleet_target({"fleet.connect_timeout_s": 2}, inventory=inventory)
+    run = run_suite("-m", "precheck", target=target, timeout=60)
+    assert run.rc == pytest.ExitCode.TESTS_FAILED, run.output
+    statuses = audit_statuses(run)
+    assert {label for label, status in statuses.items() if status == "FAIL"} == {
+        f"{name}[api-9]" for name in API_CHECKS
+    }
+    reasons = [e.fields["reason"] for e in run.audit() if e.fields.get("host") == "api-9"]
+    assert any("ssh to ansible://api-9 failed" in reason for reason in reasons), reasons
 
 
 @pytest.mark.parametrize(

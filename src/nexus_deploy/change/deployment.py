@@ -318,7 +318,10 @@ class Deployment:
             f"seen through every endpoint in {seen.elapsed_s:.2f} s" if seen.ok else seen.problem
         )
         if seen.ok:
-            self.audit.write("VERIFY", status="PASS", elapsed_s=round(seen.elapsed_s, 3))
+            self.audit.write(
+                "VERIFY", status="PASS", elapsed_s=round(seen.elapsed_s, 3),
+                endpoints=",".join(s.name for s in seen.seen),
+            )  # fmt: skip
             return
         if self.moving_down:
             # Rolling back a move down would turn features on again, maybe during the very

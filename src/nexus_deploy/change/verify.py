@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import requests
@@ -31,9 +32,17 @@ class Visibility:
     seen: tuple[Seen, ...] = ()  # each endpoint, at the last look
 
 
+# Endpoints looked at side by side: on a fleet, the load balancer and every API node.
+LOOKS_AT_ONCE = 16
+
+
 def observe(spec: GatewaySpec, expected: dict[str, JsonValue]) -> list[Seen]:
     """One look at every endpoint: healthy, reachable, showing the expected flag values?"""
-    return [look_at(endpoint, spec, expected) for endpoint in spec.endpoints]
+    if len(spec.endpoints) == 1:
+        return [look_at(spec.endpoints[0], spec, expected)]
+    workers = min(LOOKS_AT_ONCE, len(spec.endpoints))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nexus-verify") as pool:
+        return list(pool.map(lambda endpoint: look_at(endpoint, spec, expected), spec.endpoints))
 
 
 def look_at(endpoint: Endpoint, spec: GatewaySpec, expected: dict[str, JsonValue]) -> Seen:

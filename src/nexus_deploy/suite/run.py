@@ -158,6 +158,10 @@ class DeploymentRun:
             order=",".join(labels) or "none",
             **({"hosts": len(self.fleet.fleet.nodes)} if self.fleet else {}),
         )
+        if self.fleet is not None:
+            # First in the queue: each node's questions about its make-up, in one round trip.
+            for node in self.fleet.fleet.nodes:
+                self.prefetch.start(BoundedHost.warm_probes, self.fleet.host(node.name))
         start_wanted(self.prefetch, self.declarations(checks), self.config_dir)
         # pytest sets and unsets PYTEST_CURRENT_TEST around every test. A thread that reads
         # os.environ meanwhile (requests does, for proxies) or starts a process (environ is
