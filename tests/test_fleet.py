@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import re
 import socket
 import subprocess
@@ -96,6 +97,12 @@ def test_a_fleet_run_checks_every_node_and_names_it(
     assert "checks/test_04_disk.py::test_disk[api-3] PASSED" in run.output or (
         "DISK[api-3]: PASS" in run.output
     )
+    # The report and summary.json name the host of each row too.
+    page = (run.run_dir / "report.html").read_text(encoding="utf-8")
+    assert 'id="precheck-SECURITY[api-2]"' in page and "on 5 hosts" in page
+    summary = json.loads((run.run_dir / "summary.json").read_text(encoding="utf-8"))
+    rows = {(row["name"], row["host"]) for row in summary["prechecks"]}
+    assert ("DISK", "api-4") in rows and ("CONFIG", None) in rows and len(rows) == 30
     # Host-level facts are read on the node: its own checkout and certificate.
     disk = [e for e in run.audit() if e.event == "PRECHECK_REPOSITORY"]
     assert {e.fields["host"] for e in disk} == set(NODES)
@@ -284,6 +291,20 @@ def test_the_gate_wants_every_check_on_every_host(
     assert flag_rows(clean_flags) == before
 
 
+def test_workers_are_refused_on_a_fleet_too(
+    run_suite: Callable[..., SuiteRun],
+    fleet_target: Callable[..., Path],
+    clean_flags: psycopg.Connection[Any],
+) -> None:
+    """The hosts are checked side by side inside one process (the prefetch); xdist workers
+    would split the prechecks from the gate and the activation."""
+    before = flag_rows(clean_flags)
+    run = run_suite("-n", "2", "--activate", "phase3", "--step", "1", target=fleet_target())
+    assert run.rc == pytest.ExitCode.USAGE_ERROR, run.output
+    assert "nexus-deploy runs in one process" in run.output
+    assert flag_rows(clean_flags) == before
+
+
 @pytest.mark.parametrize(
     ("inventory", "named"),
     [
@@ -294,8 +315,13 @@ def test_the_gate_wants_every_check_on_every_host(
          "host api-1: nexus_overrides must be a mapping"),
         ("[api]\napi-1 nexus_https_port=1 nexus_overrides=\"{'disk': {'min_free_gb': 'x'}}\"\n"
          "[db]\ndb-1\n", "host api-1: disk.min_free_gb"),
+        ("[api]\napi-1 nexus_https_port=1 ansible_ssh_pass=CANARY-pw\n[db]\ndb-1\n",
+         "host api-1 has a password (ansible_ssh_pass): use an ssh key"),
+        ("[api]\napi-1 nexus_https_port=1\n[api:vars]\nbroken CANARY-line\n[db]\ndb-1\n",
+         "not an inventory ansible can read (ansible-inventory exit"),
     ],
-    ids=["no api group", "a variable missing", "overrides not a mapping", "override invalid"],
+    ids=["no api group", "a variable missing", "overrides not a mapping", "override invalid",
+         "a password", "not parsable"],
 )  # fmt: skip
 def test_an_inventory_that_cannot_be_used_is_refused_naming_group_or_host(
     inventory: str,
@@ -306,4 +332,16 @@ def test_an_inventory_that_cannot_be_used_is_refused_naming_group_or_host(
     run = run_suite("-m", "precheck", target=fleet_target(inventory=inventory))
     assert run.rc == pytest.ExitCode.USAGE_ERROR, run.output
     assert named in run.output
-    assert run.event("DEPLOYMENT_REFUSED").fields["reason"]
+    assert "CANARY" not in run.output
+    assert named in run.event("DEPLOYMENT_REFUSED").fields["reason"]
+
+
+def test_an_inventory_others_could_change_is_refused(
+    run_suite: Callable[..., SuiteRun], fleet_target: Callable[..., Path], tmp_path: Path
+) -> None:
+    """An inventory's ssh options run commands here (ProxyCommand): it is trusted like code."""
+    target = fleet_target(inventory=INVENTORY.read_text(encoding="utf-8"))
+    (tmp_path / "inventory.ini").chmod(0o666)
+    run = run_suite("-m", "precheck", target=target)
+    assert run.rc == pytest.ExitCode.USAGE_ERROR, run.output
+    assert "inventory.ini: the inventory has mode 0666: others could change it" in run.output

@@ -33,6 +33,10 @@ OVERRIDES_VAR = "nexus_overrides"
 # "{name}" in a profile string: a variable of the node. Names only: no attribute or index.
 VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+# Passwords an inventory may hold (testinfra passes ansible_ssh_pass to sshpass -p).
+PASSWORD_VARIABLES = frozenset(
+    {"ansible_ssh_pass", "ansible_password", "ansible_become_pass", "ansible_become_password"}
+)
 # ansible-inventory starts in about 0.3 s; a dynamic inventory script may take longer.
 INVENTORY_TIMEOUT_S = 60.0
 
@@ -63,11 +67,20 @@ class Fleet:
 
 
 def read_inventory(inventory: Path) -> dict[str, Any]:
-    """``ansible-inventory --list`` of ``inventory``, bounded in time."""
+    """``ansible-inventory --list`` of ``inventory``, bounded in time, once it is trusted."""
     if not inventory.is_file():
         raise FleetError(f"{inventory}: no such inventory file")
+    problem = untrusted_inventory(inventory)
+    if problem:
+        raise FleetError(f"{inventory}: {problem}")
     command = [ansible_inventory_command(), "--list", "-i", str(inventory)]
-    environment = {**os.environ, "ANSIBLE_VERBOSITY": "0", "ANSIBLE_NOCOLOR": "1"}
+    # An inventory ansible cannot parse is an error, not an empty fleet with a warning.
+    environment = {
+        **os.environ,
+        "ANSIBLE_VERBOSITY": "0",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
+    }
     try:
         done = subprocess.run(
             command, capture_output=True, timeout=INVENTORY_TIMEOUT_S, env=environment, check=False
@@ -81,9 +94,11 @@ def read_inventory(inventory: Path) -> dict[str, Any]:
             f"{inventory}: ansible-inventory gave no answer in {INVENTORY_TIMEOUT_S:g} s"
         ) from None
     if done.returncode != 0:
-        # Its last line names the problem; the inventory's own lines are not repeated.
-        said = done.stderr.decode(errors="replace").strip().splitlines()
-        raise FleetError(f"{inventory}: not an inventory ansible can read ({said[-1][:200]})")
+        # Not ansible's words: they may quote the file's lines, which a refusal never repeats.
+        raise FleetError(
+            f"{inventory}: not an inventory ansible can read (ansible-inventory exit "
+            f"{done.returncode}; `ansible-inventory -i {inventory} --list` says why)"
+        )
     try:
         listing = json.loads(done.stdout)
     except ValueError:
@@ -91,6 +106,18 @@ def read_inventory(inventory: Path) -> dict[str, Any]:
     if not isinstance(listing, dict):
         raise FleetError(f"{inventory}: ansible-inventory did not print a mapping")
     return listing
+
+
+def untrusted_inventory(inventory: Path) -> str | None:
+    """Why ``inventory`` may not be trusted, or None. It says how each host is reached, and an
+    ssh option there (ProxyCommand) runs a command here, as the deployer: as with Ansible, it
+    must be ours (or root's) and writable by no one else."""
+    info = inventory.stat()
+    if info.st_uid not in (0, os.geteuid()):
+        return f"the inventory belongs to uid {info.st_uid}, not to us or root"
+    if info.st_mode & 0o022:
+        return f"the inventory has mode {info.st_mode & 0o777:04o}: others could change it"
+    return None
 
 
 def ansible_inventory_command() -> str:
@@ -126,9 +153,17 @@ def read_fleet(inventory: Path, groups: Mapping[Any, tuple[str, ...]]) -> Fleet:
             raise FleetError(f"{inventory}: no host plays the role {role} (fleet.groups.{role})")
         for name in names:
             if not _HOST_NAME.fullmatch(name):
-                # It becomes a test id, an audit field and part of file names.
+                # It becomes a test id and an audit field.
                 raise FleetError(f"{inventory}: a host name in group {role} is not a plain name")
-            nodes.append(Node(name, role, hostvars.get(name, {})))
+            variables = hostvars.get(name, {})
+            secret = sorted(PASSWORD_VARIABLES & set(variables))
+            if secret:
+                # testinfra would hand it to sshpass on a command line, visible to every user.
+                raise FleetError(
+                    f"{inventory}: host {name} has a password ({', '.join(secret)}): use an "
+                    "ssh key or agent"
+                )
+            nodes.append(Node(name, role, variables))
     return Fleet(inventory, tuple(nodes), listing)
 
 

@@ -57,8 +57,10 @@ def build_run(config: pytest.Config, listing: bool = False) -> DeploymentRun:
     config_dir = config.rootpath / profile.config.dir
     if getattr(config.option, "numprocesses", None) or getattr(config.option, "dist", "no") != "no":
         reason = "nexus-deploy runs in one process: prechecks, gate and activation share it"
+        asked = "activation refused: " if config.option.nexus_activate else ""
         raise pytest.UsageError(
-            refuse(files, run_id, profile.audit.dir, reason + "; drop -n/--dist", not listing)
+            asked
+            + refuse(files, run_id, profile.audit.dir, reason + "; drop -n/--dist", not listing)
         )
     try:
         prechecks = catalogue(config.rootpath / CHECKS_DIR)
