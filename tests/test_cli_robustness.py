@@ -152,7 +152,7 @@ def test_enable_refuses_a_step_below_1_before_anything_runs(audit_dir, target_fi
         main(["--target", str(target), "marketplace", "enable", "--phase", "3", "--step", step])
     assert exited.value.code == 2  # nexusctl's own usage errors
     error = capsys.readouterr().err
-    assert f"argument --step: enable opens a step from 1 up, not {step}" in error
+    assert "argument --step: enable opens a step from 1 up: " in error  # not repeated
     assert "to turn the marketplace off, use `nexusctl marketplace disable --phase 3`" in error
     assert not audit_dir.exists(), "nothing may run on a usage error"
 

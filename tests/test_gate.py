@@ -314,13 +314,16 @@ def test_bare_pytest_runs_the_twelve_prechecks_and_no_activation(run_suite, flag
 
 
 USAGE_ERRORS = {
-    "phase5": (("--activate", "phase5"), "'phase5'"),
+    "phase5": (("--activate", "phase5"), "--activate: unknown phase (phases: phase3, phase4)"),
     "phase3-without-step": (("--activate", "phase3"), "needs --step"),
-    "step-9": (("--activate", "phase3", "--step", "9"), "'9'"),
-    "step-minus-1": (("--activate", "phase3", "--step", "-1"), "step '-1' is out of range"),
-    "step-two": (("--activate", "phase3", "--step", "two"), "step 'two' is not a whole number"),
-    "step-minus-minus-1": (("--activate", "phase3", "--step=--1"), "'--1' is not a whole number"),
-    "mode-everyone": (("--activate", "phase4", "--mode", "everyone"), "'everyone'"),
+    "step-9": (("--activate", "phase3", "--step", "9"), "--step: out of range: choose 0..4"),
+    "step-minus-1": (("--activate", "phase3", "--step", "-1"), "--step: out of range"),
+    "step-two": (("--activate", "phase3", "--step", "two"), "--step: not a whole number"),
+    "step-minus-minus-1": (("--activate", "phase3", "--step=--1"), "--step: not a whole number"),
+    "mode-everyone": (
+        ("--activate", "phase4", "--mode", "everyone"),
+        "--mode: unknown mode (modes: global, founder)",
+    ),
     "phase4-with-step": (
         ("--activate", "phase4", "--step", "2"),
         "--step is for --activate phase3",
@@ -328,7 +331,10 @@ USAGE_ERRORS = {
     "step-without-activate": (("--step", "2"), "--step needs --activate"),
     "lock-timeout-without-activate": (("--lock-timeout", "5"), "--lock-timeout needs --activate"),
     "plan-without-activate": (("--plan",), "--plan needs --activate"),
-    "lock-timeout-forever": ((*ACTIVATE, "--lock-timeout", "forever"), "'forever'"),
+    "lock-timeout-forever": (
+        (*ACTIVATE, "--lock-timeout", "forever"),
+        "--lock-timeout: give seconds between 0 and 3600",
+    ),
 }
 SEVERAL_WORKERS = pytest.param(
     ("-n", "2", *ACTIVATE),

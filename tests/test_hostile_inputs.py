@@ -77,20 +77,6 @@ def finding(why: str, *properties: str) -> dict[str, str]:
 
 
 # What the deployer does today where it should not (see the module docstring).
-DOT_DOT = "a '..' in audit.dir is accepted: the run writes its log outside the directory named"
-ESCAPE_IN_NAME = (
-    "a profile name with terminal escapes is accepted and printed raw in the report header; "
-    "it is in every report and the audit log"
-)
-ESCAPE_IN_CONFIG = "a phase config value holding a terminal escape (YAML \\e) is accepted"
-UNBOUNDED_LIST = (
-    "CONFIG prints the whole list (20,000 items, 450 kB into junit.xml, 860 kB into "
-    "report.html), not bounded"
-)
-GOT_VALUE = 'CONFIG quotes the wrong value back: (got "...")'
-UNKNOWN_KEY = "CONFIG names an unknown key that does not look like a field name (profiles hide it)"
-UNREACHABLE_STEP = "a launch prerequisite of marketplace.step 9 (4 steps) is accepted"
-ECHOES_ARGUMENT = "the refusal quotes the argument back (repr), canary and all"
 ECHOES_RUN_ID = "nexusctl rollback prints the run id back"
 RAW_RUN_ID = "nexusctl rollback prints the run id back raw: its terminal escapes reach the terminal"
 NEXUSCTL_UNAUDITED = "nexusctl rollback refuses a run id without an audit line"
@@ -124,8 +110,7 @@ def hostile_cases() -> list[Case]:
         Case("profile-password-in-host", USAGE, profile_field(
             lambda w: {"host": f"ssh://deploy:{w.canary}@127.0.0.1"}, "host", "holds a password")),
         Case("profile-path-traversal-in-dir", USAGE, profile_field(
-            lambda w: {"audit.dir": f"{w.tmp}/audit/../escaped"}, "audit.dir"),
-            findings=finding(DOT_DOT, "exit", "named", "audited", "unwritten")),
+            lambda w: {"audit.dir": f"{w.tmp}/audit/../escaped"}, "audit.dir")),
         Case("profile-relative-dir", USAGE, profile_field(
             lambda w: {"backup.dir": f"relative/{w.canary}"}, "backup.dir", "absolute path")),
         Case("profile-not-utf8", USAGE, bad_profile(
@@ -133,8 +118,7 @@ def hostile_cases() -> list[Case]:
         Case("profile-shadow-like-file", USAGE, bad_profile(
             lambda w: f"root:$6${w.canary}$hash:19000:0:99999:7:::\ndaemon:*:19000::\n")),
         Case("profile-terminal-escape-in-name", USAGE, profile_field(
-            lambda w: {"name": f"\x1b]0;{w.canary}\x07\x1b[2J"}, "name"),
-            findings=finding(ESCAPE_IN_NAME, "exit", "named", "unechoed", "audited")),
+            lambda w: {"name": f"\x1b]0;{w.canary}\x07\x1b[2J"}, "name")),
         Case("profile-key-twice", USAGE, bad_profile(
             lambda w: f"host: local://\nhost: ssh://{w.canary}@h\n")),
         Case("profile-a-list", USAGE, bad_profile(lambda w: f"- {w.canary}\n- two\n")),
@@ -151,25 +135,20 @@ def hostile_cases() -> list[Case]:
                 "name: NexCoin", f"name: \x1b[2J{w.canary}"))),
         Case("config-terminal-escape-quoted", REFUSED, phase_edit(
             "marketplace-phase3.yaml",
-            lambda w, d: d["currency"].update(name=f"\x1b]0;{w.canary}\x07"), "currency.name"),
-            findings=finding(ESCAPE_IN_CONFIG, "exit", "named", "audited")),
+            lambda w, d: d["currency"].update(name=f"\x1b]0;{w.canary}\x07"), "currency.name")),
         Case("config-huge-list", REFUSED, phase_edit(
             "marketplace-phase3.yaml",
             lambda w, d: d["currency"].update(
                 converts_to=[f"{w.canary}-{i}" for i in range(20_000)]),
-            "currency.converts_to"),
-            findings=finding(UNBOUNDED_LIST, "unechoed")),
+            "currency.converts_to")),
         Case("config-wrong-type", REFUSED, phase_edit(
             "marketplace-phase3.yaml", lambda w, d: d.update(min_soak_days=f"7 {w.canary}"),
-            "min_soak_days"),
-            findings=finding(GOT_VALUE, "unechoed")),
+            "min_soak_days")),
         Case("config-unknown-key", REFUSED, phase_edit(
-            "global-launch.yaml", lambda w, d: d.update({f"$6${w.canary}$": 1})),
-            findings=finding(UNKNOWN_KEY, "unechoed")),
+            "global-launch.yaml", lambda w, d: d.update({f"$6${w.canary}$": 1}))),
         Case("config-step-out-of-range", REFUSED, phase_edit(
             "global-launch.yaml",
-            lambda w, d: d["prerequisites"][1].update(equals=9), "marketplace.step"),
-            findings=finding(UNREACHABLE_STEP, "exit", "named", "audited")),
+            lambda w, d: d["prerequisites"][1].update(equals=9), "marketplace.step")),
         Case("config-steps-with-a-gap", REFUSED, phase_edit(
             "marketplace-phase3.yaml",
             lambda w, d: d["steps"].update({7: d["steps"].pop(4)}), "steps")),
@@ -178,24 +157,20 @@ def hostile_cases() -> list[Case]:
             lambda w: f"blocked: [CU]\n# {w.canary}\n".encode() + b"\xff\xfe\n")),
         # -- arguments: usage errors, refused before anything runs (exit 4) --
         Case("arg-unknown-phase", USAGE, arguments(
-            "--activate=phase9-{canary}", named=("unknown phase",)),
-            findings=finding(ECHOES_ARGUMENT, "unechoed")),
+            "--activate=phase9-{canary}", named=("unknown phase",))),
         Case("arg-step-out-of-range", USAGE, arguments(
             "--activate=phase3", "--step=5", named=("out of range",)), planted=False),
         Case("arg-negative-step", USAGE, arguments(
             "--activate=phase3", "--step=-1", named=("out of range",)), planted=False),
         Case("arg-non-integer-step", USAGE, arguments(
-            "--activate=phase3", "--step=1;{canary}", named=("not a whole number",)),
-            findings=finding(ECHOES_ARGUMENT, "unechoed")),
+            "--activate=phase3", "--step=1;{canary}", named=("not a whole number",))),
         Case("arg-unknown-mode", USAGE, arguments(
-            "--activate=phase4", "--mode={canary}", named=("unknown mode",)),
-            findings=finding(ECHOES_ARGUMENT, "unechoed")),
+            "--activate=phase4", "--mode={canary}", named=("unknown mode",))),
         Case("arg-step-for-the-launch", USAGE, arguments(
             "--activate=phase4", "--step=1", named=("--step is for --activate phase3",)),
             planted=False),
         Case("arg-lock-timeout-not-seconds", USAGE, arguments(
-            "--activate=phase3", "--step=0", "--lock-timeout={canary}", named=("--lock-timeout",)),
-            findings=finding(ECHOES_ARGUMENT, "unechoed")),
+            "--activate=phase3", "--step=0", "--lock-timeout={canary}", named=("--lock-timeout",))),
         Case("arg-target-a-directory", USAGE, special_target(a_directory, "is not a regular file")),
         Case("arg-reports-dir-a-file", USAGE, reports_dir_a_file),
         Case("arg-reports-latest-not-a-link", USAGE, latest_not_a_link),

@@ -160,7 +160,7 @@ BROKEN = [
         "currency.withdrawal_to_money",
         "closed loop",
     ),
-    (MARKET, put("currency", "converts_to", value=["USD"]), "currency.converts_to", "['USD']"),
+    (MARKET, put("currency", "converts_to", value=["USD"]), "currency.converts_to", "be empty"),
     (MARKET, put("safety", "pattern_detection", value=False), "safety.pattern_detection", "true"),
     (
         LAUNCH,
@@ -183,6 +183,15 @@ BROKEN = [
         "JP classifies NexCoin as prepaid_instrument",
     ),
     (JURISDICTIONS, duplicate_jurisdiction, "jurisdictions.8.code", "US is listed twice"),
+    # between phases: a prerequisite is a value the phase writing the flag can write
+    (
+        LAUNCH,
+        put("prerequisites", 1, "equals", value=9),
+        "prerequisites.1.equals",
+        "marketplace.step can never have this value: no move of phase3 (marketplace) writes it "
+        "(it writes 0, 1, 2, 3, 4)",
+    ),
+    (LAUNCH, put("prerequisites", 0, "equals", value=1), "prerequisites.0.equals", "true, false"),
 ]
 
 
@@ -208,6 +217,17 @@ def test_global_launch_leaving_a_feature_out_requires_global_mode_to_match(pfs: 
     assert "omits" in message
     edit(pfs, TRANSITION, put("global", "launch.seo", value=False))
     assert launch_flags(load_phase_configs(pfs)[LAUNCH_PHASE], "global")["launch.seo"] is False
+
+
+def test_a_prerequisite_on_a_flag_no_phase_writes_is_not_checked(pfs: Path) -> None:
+    edit(pfs, LAUNCH, add("prerequisites", value={"flag": "platform.ready", "equals": True}))
+    assert len(launch_prerequisites(load_phase_configs(pfs)[LAUNCH_PHASE])) == 3
+
+
+def test_a_string_holding_a_control_character_is_refused_unshown(pfs: Path) -> None:
+    edit(pfs, MARKET, put("currency", "name", value="Nex\u202eCoin\x1b[2J"))
+    message = refused(pfs, MARKET, "currency.name")
+    assert "holds a control character (U+202E)" in message and "Coin" not in message
 
 
 def test_every_violation_is_reported(pfs: Path) -> None:

@@ -215,7 +215,7 @@ def test_a_phase_5_from_its_own_package_plans_applies_shows_and_rolls_back(
 def test_without_the_package_phase5_is_unknown(run_suite: Callable[..., SuiteRun]) -> None:
     refused = run_suite("--activate=phase5")
     assert refused.rc == 4
-    assert "unknown phase 'phase5': choose one of phase3, phase4" in refused.output
+    assert "--activate: unknown phase (phases: phase3, phase4)" in refused.output
 
 
 # --- layers ---------------------------------------------------------------------------------

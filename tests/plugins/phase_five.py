@@ -16,6 +16,7 @@ from pydantic import Field
 
 from nexus_deploy.phases.base import (
     ActivationOptions,
+    FlagNeed,
     GuardResult,
     Move,
     PhaseOption,
@@ -73,12 +74,18 @@ class Rollout:
         highest = len(config.waves) if config is not None else 1
         text = given.get(WAVE.flag)
         if text is None or re.fullmatch(r"[0-9]+", text) is None or int(text) > highest:
-            raise RequestError(f"--activate phase5 needs --wave 0..{highest}, not {text!r}")
+            raise RequestError(f"--activate phase5 needs --wave 0..{highest}")  # not echoed
         return Wave(self.name, int(text))
 
     def desired_flags(self, config: RolloutConfig, move: Wave) -> dict[str, JsonValue]:
         regions: list[JsonValue] = list(config.waves[move.wave - 1]) if move.wave else []
         return {WAVE_KEY: move.wave, "rollout.regions": regions}
+
+    def moves(self, config: RolloutConfig) -> list[Wave]:
+        return [Wave(self.name, wave) for wave in range(len(config.waves) + 1)]
+
+    def needs(self, config: RolloutConfig) -> list[FlagNeed]:
+        return []
 
     def guard(
         self,

@@ -71,7 +71,8 @@ def parse_request(
         return None
     known = phases.registered()
     if phase not in known:
-        raise RequestError(f"unknown phase {phase!r}: choose one of {', '.join(known)}")
+        # The value given is not repeated (it may hold anything): the option and the choices.
+        raise RequestError(f"--activate: unknown phase (phases: {', '.join(known)})")
     chosen = known[phase]
     takes = [option.flag for option in chosen.options]
     for flag, value in given.items():
@@ -117,5 +118,5 @@ def _lock_timeout(text: str | None) -> float:
     except ValueError:
         seconds = -1.0
     if not 0 <= seconds <= 3600:
-        raise RequestError(f"--lock-timeout {text!r}: give seconds between 0 and 3600")
+        raise RequestError("--lock-timeout: give seconds between 0 and 3600")
     return seconds

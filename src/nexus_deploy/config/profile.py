@@ -24,6 +24,7 @@ from pydantic import (
 from testinfra.backend import BACKENDS
 
 from nexus_deploy.config import yamlfile
+from nexus_deploy.config.errors import describe_errors
 from nexus_deploy.config.fleet import VARIABLE, Fleet, FleetError, Node, node_view
 from nexus_deploy.config.targets import DEFAULT_COMMAND_TIMEOUT_S, FLEET_WORKERS
 from nexus_deploy.config.yamlfile import yaml_problem
@@ -33,6 +34,8 @@ def _absolute(path: Path) -> Path:
     if not path.is_absolute():
         # The value is not repeated: a refusal never echoes what the file holds.
         raise ValueError("must be an absolute path (starting with /)")
+    if ".." in path.parts:  # /var/log/audit/../../etc is not the directory it names
+        raise ValueError("must not hold a '..' component")
     return path
 
 
@@ -250,6 +253,8 @@ def load_profile(path: Path) -> TargetProfile:
         raise ProfileError(f"{path}: target profile not found") from None
     except UnicodeDecodeError as exc:
         raise ProfileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except yamlfile.ControlCharacterError as exc:
+        raise ProfileError(f"{path}: {exc.field}: {exc.why}") from None
     except (OSError, yaml.YAMLError) as exc:
         # One line, position and problem: never the file's own text (a --target pointed at
         # the wrong file must not print it).
@@ -287,31 +292,3 @@ def node_endpoints(profile: TargetProfile, fleet: Fleet) -> tuple[Endpoint, ...]
             name = f"{node.name}.{endpoint['name']}"
             endpoints.append(Endpoint(name=name, url=endpoint["url"]))
     return tuple(endpoints)
-
-
-# An unknown key is named only if it looks like a field name (a typo of one, most likely): a
-# --target pointed at /etc/shadow must not print its lines as "unknown fields".
-FIELD_NAME = re.compile(r"[a-z][a-z_]{0,31}")
-SHOWN_ERRORS = 8
-
-
-def describe_errors(exc: ValidationError) -> str:
-    """One part per invalid field, as ``field.path: what is wrong``; never a value, nor a key
-    that does not look like a field name."""
-    lines, hidden = [], 0
-    # Unknown keys first: a misspelt field is the likeliest cause of the others' "missing".
-    errors = sorted(exc.errors(), key=lambda error: error["type"] != "extra_forbidden")
-    for error in errors:
-        parts = [str(part) for part in error["loc"]]
-        if error["type"] == "extra_forbidden" and not FIELD_NAME.fullmatch(parts[-1]):
-            hidden += 1
-            continue
-        lines.append(f"{'.'.join(parts) or '(top level)'}: {error['msg']}")
-    shown = lines[:SHOWN_ERRORS]
-    if len(lines) > SHOWN_ERRORS:
-        shown.append(f"and {len(lines) - SHOWN_ERRORS} more")
-    if hidden:
-        shown.append(
-            f"{hidden} unknown key(s) not shown (not field names: is this a target profile?)"
-        )
-    return "; ".join(shown)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nexus_deploy.phases.base import ConfigError, Phase, PhaseOption, merged
+from nexus_deploy.values import to_json
 
 ENTRY_POINT_GROUP = "nexus_deploy.phases"
 AnyPhase = Phase[Any, Any]
@@ -26,7 +27,7 @@ class RegistryError(Exception):
 
 
 REQUIRED = ("name", "title", "config_files", "options", "load", "parse", "desired_flags",
-            "guard", "turns_off", "requirements", "status", "figures",
+            "moves", "needs", "guard", "turns_off", "requirements", "status", "figures",
             "add_commands")  # fmt: skip
 
 
@@ -104,6 +105,42 @@ def load_phase_configs(config_dir: Path) -> PhaseConfigs:
             loaded[name] = phase.load(config_dir)
         except ConfigError as exc:
             problems.append(exc)
+    problems += unreachable_needs(loaded, config_dir)
     if problems:
         raise merged(problems)
     return PhaseConfigs(loaded)
+
+
+def unreachable_needs(loaded: Mapping[str, Any], config_dir: Path) -> list[ConfigError]:
+    """The rule between phases: a flag a phase needs (a prerequisite) that another phase
+    writes must be needed at a value one of that phase's moves writes, else the move that needs
+    it could never be made. Checked among the phases whose configs loaded."""
+    writers: dict[str, tuple[AnyPhase, set[str]]] = {}  # flag: its writer, each value as JSON
+    for name, config in loaded.items():
+        phase = registered()[name]
+        for move in phase.moves(config):
+            for flag, value in phase.desired_flags(config, move).items():
+                writers.setdefault(flag, (phase, set()))[1].add(to_json(value))
+    problems = []
+    for name, config in loaded.items():
+        for need in registered()[name].needs(config):
+            # Compared as JSON, as a prerequisite is met: true is not 1, nor 1 true.
+            if need.flag not in writers or to_json(need.value) in writers[need.flag][1]:
+                continue
+            writer, values = writers[need.flag]
+            problems.append(
+                ConfigError(
+                    config_dir / need.file,
+                    need.field,
+                    f"{need.flag} can never have this value: no move of {writer.name} "
+                    f"({writer.title}) writes it{_choices(values)}",
+                )
+            )
+    return problems
+
+
+def _choices(values: set[str]) -> str:
+    """The values a phase writes, when they are a few short words or numbers."""
+    if len(values) > 8 or any(len(v) > 20 or v[:1] in "[{" for v in values):
+        return ""
+    return f" (it writes {', '.join(sorted(values, key=lambda v: (len(v), v)))})"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +18,9 @@ from typing import Any, Protocol, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
-from pydantic_core import ErrorDetails
 
 from nexus_deploy.config import yamlfile
+from nexus_deploy.config.errors import field_errors
 from nexus_deploy.config.yamlfile import yaml_problem
 from nexus_deploy.values import FlagRow, JsonValue
 
@@ -98,6 +97,18 @@ class Move:
         return self.phase
 
 
+@dataclass(frozen=True)
+class FlagNeed:
+    """A flag value a phase needs before one of its moves (a prerequisite), and where its
+    config says so. A flag that some phase writes must be needed at a value that phase can
+    write: the registry checks it (a prerequisite that can never be met keeps a move out)."""
+
+    file: str  # the config file that says so, a name in the config directory
+    field: str  # where in that file: "prerequisites.1.equals"
+    flag: str
+    value: JsonValue
+
+
 @dataclass
 class GuardResult:
     """The progressive guard's decision: why not (empty: cleared), and what --force-soak allowed."""
@@ -134,6 +145,13 @@ class Phase(Protocol[ConfigT, MoveT]):
 
     def desired_flags(self, config: ConfigT, move: MoveT) -> dict[str, JsonValue]:
         """The flag values the move writes, every key it owns."""
+
+    def moves(self, config: ConfigT) -> list[MoveT]:
+        """Every move it can make with these configs (each step, each mode): their
+        desired_flags are every value it can write."""
+
+    def needs(self, config: ConfigT) -> list[FlagNeed]:
+        """The flag values its configs require before a move of its own (its prerequisites)."""
 
     def guard(
         self,
@@ -172,15 +190,18 @@ def load_one(path: Path, model: type[M]) -> M:
         data = yamlfile.load(yamlfile.read_bounded(path))
     except FileNotFoundError:
         raise ConfigError(path, None, "file is missing") from None
+    except yamlfile.ControlCharacterError as exc:
+        raise ConfigError(path, exc.field, exc.why) from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         # "from None": the message says it all; a chained cause would be shown again before it.
         raise ConfigError(path, None, f"cannot be read as YAML: {yaml_problem(exc)}") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = [(".".join(map(str, e["loc"])) or None, with_input(e)) for e in exc.errors()]
-        message = errors[0][1] + "".join(f"; also {f}: {m}" for f, m in errors[1:])
-        raise ConfigError(path, errors[0][0], message) from None
+        # Where and what, never the value given (a list of 20,000 items, a terminal escape).
+        (field, why), *rest = field_errors(exc, "a phase config")
+        message = why + "".join(f"; also {f}: {m}" if f else f"; {m}" for f, m in rest)
+        raise ConfigError(path, field or None, message) from None
 
 
 def merged(problems: list[ConfigError]) -> ConfigError:
@@ -198,17 +219,3 @@ def refuse_joint_problems(config_dir: Path, rules: Iterator[tuple[str, str | Non
     problems = [ConfigError(config_dir / file, where, message) for file, where, message in rules]
     if problems:
         raise merged(problems)
-
-
-# pydantic errors whose message already says it all: no value (missing), the key itself
-# (extra), or our own validators' words, which name the value where it matters.
-MESSAGE_NAMES_INPUT = ("missing", "extra_forbidden", "value_error", "assertion_error", "too_short",
-                       "too_long")  # fmt: skip
-
-
-def with_input(error: ErrorDetails) -> str:
-    """pydantic's message with the value it was given, as the file has it ("... got -3")."""
-    if error["type"] in MESSAGE_NAMES_INPUT or "input" not in error:
-        return str(error["msg"])
-    shown = json.dumps(error["input"], default=str)  # as YAML would write it, near enough
-    return f"{error['msg']} (got {shown if len(shown) <= 60 else shown[:57] + '...'})"

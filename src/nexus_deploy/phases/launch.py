@@ -19,8 +19,10 @@ from typing import Annotated, Any, Literal, get_args
 import pydantic
 from pydantic import Field
 
+from nexus_deploy.config.errors import shown_key
 from nexus_deploy.phases.base import (
     ActivationOptions,
+    FlagNeed,
     GuardResult,
     Move,
     Phase,
@@ -100,10 +102,14 @@ class TransitionConfig(StrictModel):
         return self.global_ if mode == "global" else self.founder
 
 
+# Two capital letters: what a message about a region may name without echoing the file.
+CountryCode = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+
+
 class Jurisdiction(StrictModel):
     """One jurisdiction and how it classifies NexCoin."""
 
-    code: Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+    code: CountryCode
     name: Annotated[str, Field(min_length=1)]
     virtual_goods: Literal["virtual_goods", "prepaid_instrument", "undetermined"]
 
@@ -112,8 +118,8 @@ class JurisdictionConfig(StrictModel):
     """pfs/jurisdiction-engine.yaml: known, blocked and launch jurisdictions."""
 
     jurisdictions: list[Jurisdiction]
-    blocked: list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]]
-    launch_regions: Annotated[list[str], Field(min_length=1)]
+    blocked: list[CountryCode]
+    launch_regions: Annotated[list[CountryCode], Field(min_length=1)]
 
 
 @dataclass(frozen=True)
@@ -183,8 +189,8 @@ def _transition_rules(config: LaunchConfig) -> Iterator[tuple[str, str]]:
         for key in sorted(set(keys) - set(switches)):
             yield mode, f"missing {key}: each mode must set every launch feature"
         for key, on in switches.items():
-            if key not in keys:
-                yield f"{mode}.{key}", f"not a feature of global-launch.yaml ({sorted(keys)})"
+            if key not in keys:  # named only if it looks like a key (launch.chat), not shown
+                yield f"{mode}.{shown_key(key)}", f"not a feature of {LAUNCH_FILE} ({sorted(keys)})"
                 continue
             want = mode == "global" and config.launch.includes(keys[key])
             if on != want:
@@ -244,10 +250,20 @@ class Launch:
         for mode in MODES:
             if chosen == mode:
                 return LaunchMode(self.name, mode)
-        raise RequestError(f"unknown mode {chosen!r}: choose one of {', '.join(MODES)}")
+        # The value given is not repeated: the option and the choices say it all.
+        raise RequestError(f"{MODE.flag}: unknown mode (modes: {', '.join(MODES)})")
 
     def desired_flags(self, config: LaunchConfig, move: LaunchMode) -> dict[str, JsonValue]:
         return launch_flags(config, move.mode)
+
+    def moves(self, config: LaunchConfig) -> list[LaunchMode]:
+        return [LaunchMode(self.name, mode) for mode in MODES]
+
+    def needs(self, config: LaunchConfig) -> list[FlagNeed]:
+        return [
+            FlagNeed(LAUNCH_FILE, f"prerequisites.{i}.equals", need.flag, need.equals)
+            for i, need in enumerate(launch_prerequisites(config))
+        ]
 
     def guard(
         self,

@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 
 from nexus_deploy.phases.base import (
     ActivationOptions,
+    FlagNeed,
     GuardResult,
     Move,
     Phase,
@@ -55,8 +56,9 @@ class Step(StrictModel):
     @classmethod
     def no_repeats(cls, values: list[str]) -> list[str]:
         """Refuse a cohort or trading type listed twice in one step."""
-        if len(set(values)) != len(values):
-            raise ValueError(f"lists a value twice: {values}")
+        twice = sorted({value for value in values if values.count(value) > 1})
+        if twice:  # each one of the few a Literal allows: not the list, however long
+            raise ValueError(f"lists {', '.join(twice)} more than once")
         return values
 
 
@@ -159,7 +161,7 @@ def joint_rules(m: MarketplaceConfig) -> Iterator[tuple[str, str]]:
     """Every violation of the rules that span fields: (field, message)."""
     numbers = sorted(m.steps)
     if numbers != list(range(1, len(numbers) + 1)):
-        yield "steps", f"steps must be numbered 1..{len(numbers)} without gaps, not {numbers}"
+        yield "steps", f"steps must be numbered 1..{len(numbers)} without gaps"
     for before, after in pairwise(numbers):
         for what in ("cohorts", "trading_types"):
             lost = set(getattr(m.steps[before], what)) - set(getattr(m.steps[after], what))
@@ -174,7 +176,7 @@ def joint_rules(m: MarketplaceConfig) -> Iterator[tuple[str, str]]:
     limits = m.daily_limits
     for tier in ("founders", "creators", "public"):
         if getattr(limits, tier) <= 0:
-            yield f"daily_limits.{tier}", f"must be positive, not {getattr(limits, tier)}"
+            yield f"daily_limits.{tier}", "must be positive"
     if limits.creators > limits.founders:
         yield "daily_limits.creators", "must not exceed daily_limits.founders"
     if limits.public > limits.creators:
@@ -185,7 +187,7 @@ def joint_rules(m: MarketplaceConfig) -> Iterator[tuple[str, str]]:
     if m.currency.withdrawal_to_money:
         yield "currency.withdrawal_to_money", "must be false: NexCoin is a closed loop"
     if m.currency.converts_to:
-        yield "currency.converts_to", f"must be empty, not {m.currency.converts_to}"
+        yield "currency.converts_to", "must be empty: NexCoin converts to nothing"
     for name, on in m.safety:
         if not on:
             yield f"safety.{name}", "must be true while the marketplace trades"
@@ -216,14 +218,21 @@ class Marketplace:
             raise RequestError(
                 f"--activate {self.name} needs --step N (0..{highest}; 0 turns it off)"
             )
+        # The value given is not repeated: the option and the choices say it all.
         if re.fullmatch(r"-?[0-9]+", text) is None:
-            raise RequestError(f"step {text!r} is not a whole number: {choose}")
-        if not 0 <= int(text) <= highest:
-            raise RequestError(f"step {text!r} is out of range: {choose}")
+            raise RequestError(f"{STEP.flag}: not a whole number: {choose}")
+        if len(text) > 9 or not 0 <= int(text) <= highest:  # int() of 5,000 digits raises
+            raise RequestError(f"{STEP.flag}: out of range: {choose}")
         return MarketStep(self.name, int(text))
 
     def desired_flags(self, config: MarketplaceConfig, move: MarketStep) -> dict[str, JsonValue]:
         return marketplace_flags(config, move.step)
+
+    def moves(self, config: MarketplaceConfig) -> list[MarketStep]:
+        return [MarketStep(self.name, step) for step in range(step_count(config) + 1)]
+
+    def needs(self, config: MarketplaceConfig) -> list[FlagNeed]:
+        return []  # the marketplace needs nothing of another phase
 
     def guard(
         self,
@@ -308,10 +317,10 @@ def step_to_open(text: str) -> int:
     try:
         step = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"step {text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError("not a whole number") from None
     if step < 1:
         raise argparse.ArgumentTypeError(
-            f"enable opens a step from 1 up, not {step}: "
+            "enable opens a step from 1 up: "
             "to turn the marketplace off, use `nexusctl marketplace disable --phase 3`"
         )
     return step
