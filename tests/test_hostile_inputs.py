@@ -7,7 +7,8 @@ checks every property for every case:
   named    the message names the thing (file, field, host, option...)
   unechoed the case's canary, planted in the hostile content, is in none of stdout, stderr and
            the files the run left (junit.xml, report.html, summary.json, audit logs)
-  audited  an audit line records the refusal and names the thing
+  audited  an audit line records the refusal and names the thing (unless the case says why no
+           audit line can or may be written: ``unaudited``)
   flags    the flag table, every row and column, is byte-identical afterwards
   unwritten nothing was written but the run's reports, its audit log (and that log's anchor,
            the host lock file): no rollback-*, restore-*, no file changed, nothing in the
@@ -63,6 +64,8 @@ class Case:
     findings: dict[str, str] = field(default_factory=dict)
     # False where the input is a number or an id whose only text is what the refusal names.
     planted: bool = True
+    # Why no audit line records this refusal, by design (else "audited" is checked).
+    unaudited: str = ""
 
     @property
     def canary(self) -> str:
@@ -76,15 +79,18 @@ def finding(why: str, *properties: str) -> dict[str, str]:
     return dict.fromkeys(properties, why)
 
 
-# What the deployer does today where it should not (see the module docstring).
-ECHOES_RUN_ID = "nexusctl rollback prints the run id back"
-RAW_RUN_ID = "nexusctl rollback prints the run id back raw: its terminal escapes reach the terminal"
-NEXUSCTL_UNAUDITED = "nexusctl rollback refuses a run id without an audit line"
-VERIFY_UNAUDITED = "nexusctl audit verify reports a broken log without an audit line"
-TORN_LINE_SHOWN = "audit verify prints the first 80 characters of a line that is not an audit line"
-ROLLBACK_UNAUDITED = "nexusctl rollback refuses an edited script without an audit line"
-SYMLINKED_LOG_UNAUDITED = (
-    "the rollback script refuses its symlinked log and audits nowhere (its log is the symlink)"
+# What the deployer does today where it should not (see the module docstring): a case whose
+# property fails names it with findings=finding(WHY, "property", ...). None is open.
+
+# Why a refusal has no audit line of its own, by design.
+VERIFY_READS_ONLY = (
+    # A verifier that wrote into what it verifies would change the evidence.
+    "nexusctl audit verify is a reader: its stdout and exit code are its record (CI keeps them)"
+)
+SCRIPT_LOG_A_SYMLINK = (
+    # The script's only log is the symlink it refuses: nowhere trustworthy is left to write.
+    "a rollback script run by hand refuses its symlinked log on stderr (exit 1) and audits "
+    "nowhere; nexusctl rollback checks first and audits the refusal in a log of its own"
 )
 
 
@@ -192,33 +198,26 @@ def hostile_cases() -> list[Case]:
             named=("--emergency only turns features off",))),
         # -- run ids given to nexusctl rollback (exit 2, nexusctl's usage error) --
         Case("runid-dot-dot", NEXUSCTL_USAGE, nexusctl(
-            "rollback", "../{canary}", named=("is not a run id",)),
-            findings=finding(ECHOES_RUN_ID, "unechoed") | finding(NEXUSCTL_UNAUDITED, "audited")),
+            "rollback", "../{canary}", named=("is not a run id",))),
         Case("runid-absolute-path", NEXUSCTL_USAGE, nexusctl(
-            "rollback", "/etc/{canary}", named=("is not a run id",)),
-            findings=finding(ECHOES_RUN_ID, "unechoed") | finding(NEXUSCTL_UNAUDITED, "audited")),
+            "rollback", "/etc/{canary}", named=("is not a run id",))),
         Case("runid-control-characters", NEXUSCTL_USAGE, nexusctl(
-            "rollback", "20260101T000000Z-beef\x01{canary}\x1b[2J", named=("is not a run id",)),
-            findings=finding(RAW_RUN_ID, "unechoed") | finding(NEXUSCTL_UNAUDITED, "audited")),
+            "rollback", "20260101T000000Z-beef\x01{canary}\x1b[2J", named=("is not a run id",))),
         Case("runid-glob", NEXUSCTL_USAGE, nexusctl(
-            "rollback", "*{canary}*", named=("is not a run id",)),
-            findings=finding(ECHOES_RUN_ID, "unechoed") | finding(NEXUSCTL_UNAUDITED, "audited")),
+            "rollback", "*{canary}*", named=("is not a run id",))),
         Case("runid-restore-to-dot-dot", NEXUSCTL_USAGE, nexusctl(
-            "rollback", "--to", "../../etc/{canary}", named=("is not a run id",)),
-            findings=finding(ECHOES_RUN_ID, "unechoed") | finding(NEXUSCTL_UNAUDITED, "audited")),
+            "rollback", "--to", "../../etc/{canary}", named=("is not a run id",))),
         Case("runid-well-formed-absent", NEXUSCTL_USAGE, nexusctl(
             "rollback", "20990101T000000Z-dead", named=("no rollback-20990101T000000Z-dead.sh",)),
-            planted=False,
-            findings=finding(NEXUSCTL_UNAUDITED, "audited")),
+            planted=False),
         # -- audit files: verify and rollback refuse what the deployer did not write (exit 1) --
         Case("audit-torn-last-line", REFUSED, verify(torn_last_line, "BROKEN"),
-            findings=finding(TORN_LINE_SHOWN, "unechoed") | finding(VERIFY_UNAUDITED, "audited")),
+            unaudited=VERIFY_READS_ONLY),
         Case("audit-megabyte-line", REFUSED, verify(megabyte_line, "line longer than 65536 bytes"),
-            findings=finding(VERIFY_UNAUDITED, "audited")),
+            unaudited=VERIFY_READS_ONLY),
         Case("audit-forged-rechained", REFUSED, verify(forged_rechained, "keyed chain broken"),
-            findings=finding(VERIFY_UNAUDITED, "audited")),
-        Case("audit-rollback-script-edited", REFUSED, rollback_script_edited,
-            findings=finding(ROLLBACK_UNAUDITED, "audited")),
+            unaudited=VERIFY_READS_ONLY),
+        Case("audit-rollback-script-edited", REFUSED, rollback_script_edited),
         # -- directory tricks: a real activation must not run, write or follow (exit 1) --
         Case("dir-audit-world-writable", REFUSED, activation_with(
             world_writable_audit, "{audit}", "writable by others")),
@@ -228,8 +227,9 @@ def hostile_cases() -> list[Case]:
             audit_dir_of_another_user, "{audit}", "belongs to uid 65534")),
         Case("dir-lock-file-a-symlink", REFUSED, activation_with(
             symlinked_lock, "cannot take the deployment lock")),
-        Case("dir-rollback-log-a-symlink", REFUSED, rollback_log_symlink,
-            findings=finding(SYMLINKED_LOG_UNAUDITED, "audited")),
+        Case("dir-rollback-log-a-symlink", REFUSED, rollback_log_symlink),
+        Case("dir-rollback-log-a-symlink-by-hand", REFUSED, rollback_log_symlink_by_hand,
+            unaudited=SCRIPT_LOG_A_SYMLINK),
         Case("dir-audit-key-others-read", USAGE, key_file("{canary}".ljust(64, "0"), 0o644)),
         Case("dir-audit-key-not-a-key", USAGE, key_file("{canary}\n", 0o600)),
     ]  # fmt: skip
@@ -513,12 +513,23 @@ def rollback_script_edited(w: World) -> Built:
     return w.nexusctl("rollback", RUN_ID), (str(script), "changed since the deployer wrote it")
 
 
-def rollback_log_symlink(w: World) -> Built:
+def symlinked_rollback_log(w: World) -> tuple[Path, Path]:
+    """A genuine rollback script whose own log is a symlink to a file it must not append to."""
     w.profile()
     script = planted_rollback(w)
     victim = w.file("victim", f"precious {w.canary}\n")
     script.with_suffix(".log").symlink_to(victim)
-    return w.nexusctl("rollback", RUN_ID), (str(script.with_suffix(".log")), "is a symlink")
+    return script, script.with_suffix(".log")
+
+
+def rollback_log_symlink(w: World) -> Built:
+    _, log = symlinked_rollback_log(w)
+    return w.nexusctl("rollback", RUN_ID), (str(log), "is a symlink")
+
+
+def rollback_log_symlink_by_hand(w: World) -> Built:
+    script, log = symlinked_rollback_log(w)
+    return ["bash", str(script)], (str(log), "is a symlink")
 
 
 def activation_with(prepare: Callable[[World], None], *named: str) -> Callable[[World], Built]:
@@ -692,7 +703,7 @@ def check(
     if b"\x1b" in output or b"\x07" in output:
         failed["unechoed"] = failed.get("unechoed", "") + " a raw terminal escape reached output"
     refusals = [line for log in logs for line in refusal_lines(log)]
-    if not any(all(name in line for name in named) for line in refusals):
+    if not case.unaudited and not any(all(name in line for name in named) for line in refusals):
         failed["audited"] = f"no refusal line naming {list(named)} in {logs}: {refusals}"
     foreign = False
     if table_after != table_before:

@@ -179,9 +179,26 @@ def test_disable_sets_step_0_and_rollback_newest_restores_step_1(ctl, clean_flag
 
 
 def test_rollback_of_unknown_run_exits_2_naming_the_file(ctl):
-    done = ctl("rollback", "NO-SUCH-RUN")
+    done = ctl("rollback", "20990101T000000Z-dead")
     assert done.returncode == 2, done.stdout + done.stderr
-    assert f"no rollback-NO-SUCH-RUN.sh in {ctl.audit_dir}" in done.stderr
+    assert f"no rollback-20990101T000000Z-dead.sh in {ctl.audit_dir}" in done.stderr
+    # What is not a run id is not repeated, nor made into a file name.
+    malformed = ctl("rollback", "NO-SUCH-RUN")
+    assert malformed.returncode == 2, malformed.stdout + malformed.stderr
+    assert "is not a run id (YYYYMMDDTHHMMSSZ-xxxx)" in malformed.stderr
+    assert "NO-SUCH-RUN" not in malformed.stderr
+    # Each refusal is a run of its own, refused: no deployment, nothing for rollback to pick.
+    refusals = [parse_audit(log) for log in ctl.logs()]
+    assert [[e.event for e in events] for events in refusals] == [
+        ["DEPLOYMENT_START", "DEPLOYMENT_REFUSED", "DEPLOYMENT_COMPLETE"]
+    ] * 2
+    assert all(events[-1].fields["status"] == "refused" for events in refusals)
+    history = ctl("history")
+    assert history.returncode == 0, history.stdout + history.stderr
+    assert [" status=refused " in row for row in history.stdout.splitlines()] == [True] * 2
+    newest = ctl("rollback")
+    assert newest.returncode == 2, newest.stdout + newest.stderr
+    assert "no rollback script of a run whose changes are live" in newest.stderr
 
 
 def test_enable_phase_4_is_a_usage_error(ctl, flags_db):

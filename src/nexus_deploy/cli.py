@@ -119,20 +119,24 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+NOT_A_RUN_ID = "is not a run id (YYYYMMDDTHHMMSSZ-xxxx)"
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
+    profile = profile_of(args)
+    # What the refusal's audit log says was asked: a run id that is not one is never repeated.
+    request = "restore to" if args.to is not None else "rollback"
+    given = args.to if args.to is not None else args.run_id
+    if given:
+        request += f" {given}" if is_run_id(given) else " (not a run id)"
+    if args.to is not None and args.run_id:
+        return refuse(profile, request, "give RUN_ID or --to RUN_ID, not both", 2)
+    if given and not is_run_id(given):  # it becomes part of a path; it may hold anything
+        option = "--to RUN_ID" if args.to is not None else "RUN_ID"
+        return refuse(profile, request, f"rollback: the {option} given {NOT_A_RUN_ID}", 2)
     if args.to is not None:
-        if args.run_id:
-            print("nexusctl: give RUN_ID or --to RUN_ID, not both", file=sys.stderr)
-            return 2
-        return cmd_restore_to(args)
-    audit_dir = profile_of(args).audit.dir
-    if args.run_id and not is_run_id(args.run_id):  # it becomes part of a path
-        print(
-            f"nexusctl: no rollback-{args.run_id}.sh in {audit_dir}: {args.run_id!r} is not a "
-            "run id (YYYYMMDDTHHMMSSZ-xxxx)",
-            file=sys.stderr,
-        )
-        return 2
+        return cmd_restore_to(args, profile, request)
+    audit_dir = profile.audit.dir
     if args.run_id:
         scripts = [audit_dir / f"rollback-{args.run_id}.sh"]
         wanted = scripts[0].name
@@ -141,15 +145,14 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         # run's name. Not the scripts' STATUS lines: a run killed after COMMIT still says
         # "pending", and one whose COMMIT never happened has nothing to undo.
         try:
-            live = runs_live_in_database(profile_of(args))
+            live = runs_live_in_database(profile)
         except psycopg.Error as exc:
-            where = profile_of(args).database
-            print(
-                f"nexusctl: cannot tell which run's changes are live: {where.host}:{where.port}"
-                f"/{where.dbname}: {' '.join(str(exc).split())[:200]}; give the RUN_ID",
-                file=sys.stderr,
+            where = profile.database
+            reason = (
+                f"cannot tell which run's changes are live: {where.host}:{where.port}"
+                f"/{where.dbname}: {' '.join(str(exc).split())[:200]}; give the RUN_ID"
             )
-            return 1
+            return refuse(profile, request, reason, 1)
         # Newest by when its rows were written (run ids of one second do not sort by time).
         scripts = sorted(
             (
@@ -161,13 +164,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         )
         wanted = "rollback script of a run whose changes are live"
     if not scripts or not scripts[-1].is_file():
-        print(f"nexusctl: no {wanted} in {audit_dir}", file=sys.stderr)
-        return 2
+        return refuse(profile, request, f"no {wanted} in {audit_dir}", 2)
     script = scripts[-1]
     untrusted = script_problem(script)
     if untrusted is not None:  # bash runs it as root: only the file the deployer wrote
-        print(f"nexusctl: {script} not run: {untrusted}", file=sys.stderr)
-        return 1
+        return refuse(profile, request, f"{script} not run: {untrusted}", 1)
     print(f"nexusctl: running {script} (deployment status {script_status(script)})")
     return subprocess.call(["bash", str(script), *(["--force"] if args.force else [])])
 
@@ -191,6 +192,9 @@ def script_problem(script: Path) -> str | None:
     """Why a rollback script is not the one its run's audit log recorded, or None. The log's
     chain must be intact and its last sha256 of the script must match the file."""
     run_id = script.stem.removeprefix("rollback-")
+    for written in (script.with_suffix(".log"), script.with_name(".deploy.lock")):
+        if written.is_symlink():  # the script refuses it too, but could audit that nowhere
+            return f"{written} is a symlink (a rollback never writes through one)"
     log = script.with_name(f"deployment-{run_id}.log")
     if not_a_file(log) is not None:
         return f"its run's audit log {log.name} is missing"
@@ -213,39 +217,83 @@ def script_problem(script: Path) -> str | None:
     return None
 
 
-def cmd_restore_to(args: argparse.Namespace) -> int:
+class NexusctlRun:
+    """A run of nexusctl's own (a restore, a refusal): deployment-<run id>.log in the profile's
+    audit directory, keyed with the profile's key and, once closed, anchored, as the suite's."""
+
+    def __init__(self, profile: TargetProfile, request: str, key: bytes | None) -> None:
+        self.profile = profile
+        self.run_id, self.started = new_run_id(), time.monotonic()
+        self.log = AuditLog(profile.audit.dir / f"deployment-{self.run_id}.log", key)
+        self.log.write(
+            "DEPLOYMENT_START", timestamp=int(time.time()), run_id=self.run_id,
+            version=__version__, target=profile.name, request=request, operator=operator(),
+        )  # fmt: skip
+
+    def close(self, status: str) -> None:
+        duration = round(time.monotonic() - self.started, 2)
+        self.log.write("DEPLOYMENT_COMPLETE", duration=duration, status=status)
+        self.log.close()
+        anchor_file = self.profile.audit.anchor_file
+        if anchor_file is not None and self.log.final_hmac is not None:
+            anchor(anchor_file, self.log.path, self.log.final_hmac)
+
+
+def refuse(profile: TargetProfile, request: str, reason: str, code: int) -> int:
+    """Refuse a rollback before anything runs: the reason on stderr and in an audit log of its
+    own (DEPLOYMENT_REFUSED, status=refused, as the suite audits a run it refuses at startup).
+    ``reason`` never holds what was given unchecked. Returns ``code``, the exit code."""
+    note = ""
+    try:
+        key = audit_key_of(profile)
+    except AuditKeyError as exc:  # the refusal is recorded all the same, unkeyed
+        key, note = None, f"; without the audit key: {exc}"
+    try:
+        run = NexusctlRun(profile, request, key)
+        run.log.write("DEPLOYMENT_REFUSED", reason=reason)
+        run.close("refused")
+    except OSError as exc:
+        print(f"nexusctl: {reason} (not audited: {exc.strerror or exc})", file=sys.stderr)
+        return code
+    print(f"nexusctl: {reason} (audited in {run.log.path}{note})", file=sys.stderr)
+    return code
+
+
+def lock_timeout_of(args: argparse.Namespace) -> float | None:
+    """--lock-timeout in seconds (0 when not given), or None when it is not 0..3600 seconds."""
+    try:
+        seconds = float(args.lock_timeout or 0)
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds <= 3600 else None
+
+
+def cmd_restore_to(args: argparse.Namespace, profile: TargetProfile, request: str) -> int:
     """The whole flag table back to run RUN_ID's restore point, audited as a deployment of its
     own, which first saves the table as it is (so `rollback --to` that run undoes this)."""
-    profile = profile_of(args)
     try:
         point = restore_point.files_of(profile.backup.dir, args.to)
     except Refused as exc:
-        print(f"nexusctl: {exc}", file=sys.stderr)
-        return 2
+        return refuse(profile, request, f"rollback --to: {exc}", 2)
     if not point.state.is_file():
-        print(
-            f"nexusctl: no restore point {point.state.name} in {profile.backup.dir}",
-            file=sys.stderr,
-        )
-        return 2
-    run_id, started = new_run_id(), time.monotonic()
-    lock_file = profile.audit.dir / ".deploy.lock"
-    by = f"nexus-deploy run={run_id} operator={operator()}"
+        reason = f"no restore point {point.state.name} in {profile.backup.dir}"
+        return refuse(profile, request, reason, 2)
+    timeout = lock_timeout_of(args)
+    if timeout is None:  # the value given is not repeated
+        return refuse(profile, request, "--lock-timeout: give seconds between 0 and 3600", 2)
     try:
         key = audit_key_of(profile)
     except AuditKeyError as exc:
-        print(f"nexusctl: {exc}", file=sys.stderr)
-        return 2
-    log = AuditLog(profile.audit.dir / f"deployment-{run_id}.log", key)
-    log.write(
-        "DEPLOYMENT_START", timestamp=int(time.time()), run_id=run_id, version=__version__,
-        target=profile.name, request=f"restore to {args.to}", operator=operator(),
-    )  # fmt: skip
+        return refuse(profile, request, str(exc), 2)
+    run = NexusctlRun(profile, request, key)
+    run_id, log = run.run_id, run.log
+    lock_file = profile.audit.dir / ".deploy.lock"
+    by = f"nexus-deploy run={run_id} operator={operator()}"
     code, status = 1, "failed"
     try:
         with db.connect(profile.database, autocommit=True) as connection:
             lock = DeploymentLock(connection, lock_file, {"run_id": run_id})
-            lock.acquire(float(args.lock_timeout or 0))
+            lock.acquire(timeout)
             log.write("LOCK_ACQUIRED", pid=os.getpid(), timestamp=int(time.time()))
             try:
                 saved, changed = restore_point.restore_table(
@@ -271,11 +319,7 @@ def cmd_restore_to(args: argparse.Namespace) -> int:
         log.write("RESTORE_FAILED", reason=reason)
         print(f"nexusctl: restore to {args.to} failed, nothing changed: {reason}", file=sys.stderr)
     finally:
-        duration = round(time.monotonic() - started, 2)
-        log.write("DEPLOYMENT_COMPLETE", duration=duration, status=status)
-        log.close()
-        if profile.audit.anchor_file is not None and log.final_hmac is not None:
-            anchor(profile.audit.anchor_file, log.path, log.final_hmac)
+        run.close(status)
     return code
 
 

@@ -21,7 +21,7 @@ def new_run_id(now: dt.datetime | None = None) -> str:
 
 
 def is_run_id(text: str) -> bool:
-    return RUN_ID.match(text) is not None
+    return RUN_ID.fullmatch(text) is not None  # match() would take "<id>\n" ($ before \n)
 
 
 def operator() -> str:

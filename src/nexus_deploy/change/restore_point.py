@@ -45,7 +45,8 @@ class RestorePoint:
 def files_of(backup_dir: Path, run_id: str) -> rollback.RollbackFiles:
     """Where run ``run_id``'s restore point is (restore-<id>.json, .sh, .sql, .log)."""
     if not is_run_id(run_id):
-        raise Refused(f"{run_id!r} is not a run id (YYYYMMDDTHHMMSSZ-xxxx)")
+        # Not repeated: what is not a run id may hold anything (../, escapes).
+        raise Refused("the run id given is not a run id (YYYYMMDDTHHMMSSZ-xxxx)")
     stem = backup_dir / f"restore-{run_id}"
     return rollback.RollbackFiles(*(stem.with_suffix(s) for s in (".sh", ".sql", ".json", ".log")))
 
