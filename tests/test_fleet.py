@@ -119,6 +119,15 @@ def nginx_stopped(node: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def gateway_stopped(node: str) -> Iterator[None]:
+    on_node(node, "service nexus-gateway stop >/dev/null")
+    try:
+        yield
+    finally:
+        on_node(node, "service nexus-gateway start >/dev/null")
+
+
+@contextlib.contextmanager
 def sshd_stopped(node: str) -> Iterator[None]:
     on_node(node, "service ssh stop >/dev/null")
     try:
@@ -180,6 +189,7 @@ def small_disk_inventory(node: str) -> str:
 FAULTS = {
     "nginx stopped": ("api-2", nginx_stopped, None, {"SERVICES", "SECURITY"}, "nginx"),
     "sshd stopped": ("api-4", sshd_stopped, None, set(API_CHECKS), "ssh to"),
+    "gateway stopped": ("api-1", gateway_stopped, None, {"SERVICES"}, "asked on the host, gave"),
     "stale checkout": ("api-1", stale_checkout, None, {"REPOSITORY"}, "behind origin/main"),
     "expired certificate": ("api-3", expired_certificate, None, {"SECURITY"}, "expired"),
     "disk threshold": ("api-3", None, small_disk_inventory, {"DISK"}, "below the minimum"),

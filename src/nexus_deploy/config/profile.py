@@ -134,6 +134,9 @@ class GatewaySpec(_Model):
     verify_timeout_s: Seconds = 10
     # The CA bundle (or self-signed certificate) that https endpoints are verified against.
     ca_file: AbsolutePath | None = None
+    # The gateway as its own host reaches it (http://127.0.0.1:8081): SERVICES asks its health
+    # there, with curl on the host. On a fleet, each API node's ("{nexus_gateway_port}").
+    local_url: str | None = None
 
 
 class DatabaseSpec(_Model):
