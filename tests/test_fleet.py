@@ -264,7 +264,7 @@ def silent_port() -> Iterator[int]:
 def test_a_host_that_never_answers_fails_only_its_own_checks(
     run_suite: Callable[..., SuiteRun], fleet_target: Callable[..., Path], silent_port: int
 ) -> None:
-    silent = f"api-9 ansible_host=127.0.0.1 ansible_port={silent_port} nexus_https_port=1\n"
+    silent = f"api-9 ansible_host=127.0.0.1 ansible_port={silent_port} {PORTS}\n"
     inventory = INVENTORY.read_text(encoding="utf-8").replace("[api]\n", "[api]\n" + silent)
     target = fleet_target({"fleet.connect_timeout_s": 2}, inventory=inventory)
     run = run_suite("-m", "precheck", target=target, timeout=60)
@@ -315,24 +315,37 @@ def test_workers_are_refused_on_a_fleet_too(
     assert flag_rows(clean_flags) == before
 
 
-@pytest.mark.parametrize(
-    ("inventory", "named"),
-    [
-        ("[web]\nweb-1 ansible_connection=local\n", "no group 'api' (fleet.groups.api)"),
-        ("[api]\napi-1 ansible_host=127.0.0.1\n[db]\ndb-1 ansible_connection=local\n",
-         "host api-1 has no variable nexus_https_port"),
-        ("[api]\napi-1 nexus_https_port=1 nexus_overrides=7\n[db]\ndb-1\n",
-         "host api-1: nexus_overrides must be a mapping"),
-        ("[api]\napi-1 nexus_https_port=1 nexus_overrides=\"{'disk': {'min_free_gb': 'x'}}\"\n"
-         "[db]\ndb-1\n", "host api-1: disk.min_free_gb"),
-        ("[api]\napi-1 nexus_https_port=1 ansible_ssh_pass=CANARY-pw\n[db]\ndb-1\n",
-         "host api-1 has a password (ansible_ssh_pass): use an ssh key"),
-        ("[api]\napi-1 nexus_https_port=1\n[api:vars]\nbroken CANARY-line\n[db]\ndb-1\n",
-         "not an inventory ansible can read (ansible-inventory exit"),
-    ],
-    ids=["no api group", "a variable missing", "overrides not a mapping", "override invalid",
-         "a password", "not parsable"],
-)  # fmt: skip
+PORTS = "nexus_https_port=1 nexus_gateway_port=1"  # the variables the fleet profile names
+BAD_INVENTORIES = {
+    "no api group": (
+        "[web]\nweb-1 ansible_connection=local\n",
+        "no group 'api' (fleet.groups.api)",
+    ),
+    "a variable missing": (
+        "[api]\napi-1 ansible_host=127.0.0.1 nexus_gateway_port=1\n[db]\ndb-1\n",
+        "host api-1 has no variable nexus_https_port",
+    ),
+    "overrides not a mapping": (
+        f"[api]\napi-1 {PORTS} nexus_overrides=7\n[db]\ndb-1\n",
+        "host api-1: nexus_overrides must be a mapping",
+    ),
+    "override invalid": (
+        f"[api]\napi-1 {PORTS} nexus_overrides=\"{{'disk': {{'min_free_gb': 'x'}}}}\"\n"
+        "[db]\ndb-1\n",
+        "host api-1: disk.min_free_gb",
+    ),
+    "a password": (
+        f"[api]\napi-1 {PORTS} ansible_ssh_pass=CANARY-pw\n[db]\ndb-1\n",
+        "host api-1 has a password (ansible_ssh_pass): use an ssh key",
+    ),
+    "not parsable": (
+        f"[api]\napi-1 {PORTS}\n[api:vars]\nbroken CANARY-line\n[db]\ndb-1\n",
+        "not an inventory ansible can read (ansible-inventory exit",
+    ),
+}
+
+
+@pytest.mark.parametrize(("inventory", "named"), BAD_INVENTORIES.values(), ids=BAD_INVENTORIES)
 def test_an_inventory_that_cannot_be_used_is_refused_naming_group_or_host(
     inventory: str,
     named: str,

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from nexus_deploy.config.fleet import Fleet, FleetError, read_fleet
+from nexus_deploy.config.fleet import ROLES, Fleet, FleetError, read_fleet
 from nexus_deploy.config.profile import TargetProfile, node_endpoints, node_profile
-from nexus_deploy.facts.bounded_host import BoundedHost, bounded_host, fleet_host
+from nexus_deploy.facts.bounded_host import BoundedHost, fleet_host
 
 ROLE = "ROLE"  # the module constant a precheck declares its role in
 NODE_PARAMETER = "node"  # the fixture a host-level precheck is parametrized over
@@ -51,13 +51,15 @@ class FleetRun:
     profile: TargetProfile
     fleet: Fleet
     profiles: dict[str, TargetProfile] = field(default_factory=dict)
+    # What ansible-inventory printed, as the key testinfra's resolution of a host is cached by.
+    listing_json: str = ""
 
     @classmethod
     def read(cls, profile: TargetProfile) -> FleetRun:
         """Read the inventory and make every node's view; FleetError names what is wrong."""
         assert profile.fleet is not None
         fleet = read_fleet(profile.fleet.inventory, profile.fleet.groups)
-        run = cls(profile, fleet)
+        run = cls(profile, fleet, listing_json=json.dumps(fleet.listing, sort_keys=True))
         for node in fleet.nodes:
             run.profiles[node.name] = node_profile(profile, node, fleet)
         node_endpoints(profile, fleet)  # refused now, not after the flags are written
@@ -72,7 +74,7 @@ class FleetRun:
         assert spec is not None
         return fleet_host(
             str(self.fleet.inventory),
-            json.dumps(self.fleet.listing, sort_keys=True),
+            self.listing_json,
             name,
             self.profiles[name].command_timeout_s,
             spec.connect_timeout_s,
@@ -104,7 +106,10 @@ def expected_prechecks(
     expected: list[str] = []
     for number, name in enumerate(names, start=1):
         (path,) = checks_dir.glob(f"test_{number:02d}_*.py")
-        hosts = fleet.hosts_of(declared_role(path))
+        role = declared_role(path)
+        if role is not None and role not in ROLES:
+            raise FleetError(f"{path}: ROLE {role!r} is not a role of a fleet ({', '.join(ROLES)})")
+        hosts = fleet.hosts_of(role)
         expected += [f"{name}[{host}]" for host in hosts] if hosts else [name]
     return tuple(expected)
 
@@ -126,11 +131,3 @@ def parametrize_over_hosts(metafunc: pytest.Metafunc, fleet: FleetRun | None) ->
     hosts = fleet.hosts_of(role) if isinstance(role, str) else []
     if hosts:
         metafunc.parametrize(NODE_PARAMETER, hosts, ids=hosts)
-
-
-def profile_host(profile: TargetProfile) -> BoundedHost:
-    """The profile's own host: where the platform-wide prechecks read their files."""
-    return bounded_host(profile.host, profile.command_timeout_s)
-
-
-__all__ = ["FleetError", "FleetRun"]

@@ -17,6 +17,7 @@ import pytest
 from nexus_deploy import phases
 from nexus_deploy.change.request import ActivationRequest, parse_request
 from nexus_deploy.config.auditkey import AuditKeyError, load_audit_key
+from nexus_deploy.config.fleet import FleetError
 from nexus_deploy.config.profile import ProfileError, load_profile
 from nexus_deploy.config.targets import resolve_target_path
 from nexus_deploy.phases import RegistryError
@@ -24,7 +25,7 @@ from nexus_deploy.phases.base import RequestError
 from nexus_deploy.runid import new_run_id
 from nexus_deploy.suite import record, report_page
 from nexus_deploy.suite.files import RunFiles, open_audit
-from nexus_deploy.suite.fleet import FleetError, expected_prechecks, read_fleet_run
+from nexus_deploy.suite.fleet import expected_prechecks, read_fleet_run
 from nexus_deploy.suite.prechecks import CHECKS_DIR, CatalogueError, catalogue
 from nexus_deploy.suite.prefetch import PREFETCH_KEY, Prefetch
 from nexus_deploy.suite.run import DeploymentRun
