@@ -69,8 +69,9 @@ def test_missing_file(tmp_path):
 
 def test_an_unknown_host_backend_is_refused(target_file):
     path = target_file({"host": "nosuchbackend://x"})
-    with pytest.raises(ProfileError, match=r"host: .*'nosuchbackend://x' is not a testinfra host"):
+    with pytest.raises(ProfileError, match=r"host: .*is not a testinfra host") as refused:
         load_profile(path)
+    assert "nosuchbackend" not in str(refused.value), "a refusal names the field, not the value"
 
 
 @pytest.mark.parametrize(

@@ -482,6 +482,18 @@ def test_a_rollback_script_refuses_an_audit_key_others_could_read(
     assert flag_rows(clean_flags) == before
 
 
+def test_a_run_refused_before_any_check_leaves_a_keyed_anchored_log(
+    run_suite: Callable[..., Any], tmp_path: Path
+) -> None:
+    run = run_suite("--activate", "phase9")
+    assert run.rc == pytest.ExitCode.USAGE_ERROR, run.output
+    (log,) = run.audit_files()
+    assert all(" hmac=" in line for line in log.read_text(encoding="utf-8").splitlines())
+    verified = nexusctl(tmp_path / "target.yaml", "audit", "verify", str(log))
+    assert verified.returncode == 0, verified.stdout
+    assert "complete (keyed, anchored)" in verified.stdout
+
+
 def test_a_closed_log_must_match_its_anchor(run_suite: Callable[..., Any], tmp_path: Path) -> None:
     run = run_suite("-m", "precheck")
     (log,) = run.audit_files()

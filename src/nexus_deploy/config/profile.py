@@ -51,7 +51,7 @@ _DNS_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 def _dns_name(value: str) -> str:
     if len(value) > 253 or not all(map(_DNS_LABEL.fullmatch, value.split("."))):
-        raise ValueError(f"{value!r} is not a DNS name")
+        raise ValueError("is not a DNS name")  # the value is not repeated: see describe_errors
     return value
 
 
@@ -109,7 +109,7 @@ class Endpoint(_Model):
     @classmethod
     def _http_url(cls, url: str) -> str:
         if not url.startswith(("http://", "https://")):
-            raise ValueError(f"{url!r} is not an http:// or https:// URL")
+            raise ValueError("is not an http:// or https:// URL")
         if "@" in url.split("://", 1)[1].split("/", 1)[0]:
             # It would be written wherever the URL is: terminal, reports, audit log.
             raise ValueError("a login in the URL is refused (user@ or user:password@)")
@@ -171,7 +171,7 @@ class SecuritySpec(_Model):
             return value  # a fleet node's variable ({ansible_host}): checked in each node's view
         host, _, port = value.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"{value!r} is not host:port")
+            raise ValueError("is not host:port")
         bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
         try:
             ipaddress.ip_address(bare)
@@ -198,7 +198,7 @@ class FleetSpec(_Model):
 
     inventory: AbsolutePath
     # The inventory groups whose hosts play each role.
-    groups: dict[Literal["api", "db"], tuple[str, ...]]
+    groups: dict[Literal["api", "db"], tuple[Name, ...]]
     # Each API node's own endpoints ("https://{ansible_host}:443"): the activation is verified
     # through every node, besides the load balancer's gateway.endpoints.
     endpoints: tuple[Endpoint, ...] = ()
@@ -244,7 +244,7 @@ class TargetProfile(_Model):
                 "command line, visible to every user; use an ssh key or agent"
             )
         if scheme not in BACKENDS:
-            raise ValueError(f"{host!r} is not a testinfra host (backends: {', '.join(BACKENDS)})")
+            raise ValueError(f"is not a testinfra host (backends: {', '.join(BACKENDS)})")
         return host
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from nexus_deploy import phases
+from nexus_deploy.audit import anchor
 from nexus_deploy.change.request import ActivationRequest, parse_request
 from nexus_deploy.config.auditkey import AuditKeyError, load_audit_key
 from nexus_deploy.config.fleet import FleetError
@@ -52,44 +54,37 @@ def build_run(config: pytest.Config, listing: bool = False) -> DeploymentRun:
         raise pytest.UsageError(
             "target profile refused: " + refuse(files, run_id, files.run_dir, str(exc), not listing)
         ) from None
-    problem = None if listing else reports_dir_problem(files)
-    if problem:
-        raise pytest.UsageError(refuse(files, run_id, profile.audit.dir, problem, report=False))
-    config_dir = config.rootpath / profile.config.dir
-    if getattr(config.option, "numprocesses", None) or getattr(config.option, "dist", "no") != "no":
-        reason = "nexus-deploy runs in one process: prechecks, gate and activation share it"
-        asked = "activation refused: " if config.option.nexus_activate else ""
-        raise pytest.UsageError(
-            asked
-            + refuse(files, run_id, profile.audit.dir, reason + "; drop -n/--dist", not listing)
-        )
-    try:
-        prechecks = catalogue(config.rootpath / CHECKS_DIR)
-    except CatalogueError as exc:
-        raise pytest.UsageError(
-            refuse(files, run_id, profile.audit.dir, str(exc), not listing)
-        ) from None
-    try:
-        request = request_from_options(config.option, config_dir)
-    except (RequestError, RegistryError) as exc:
-        raise pytest.UsageError(
-            "activation refused: " + refuse(files, run_id, profile.audit.dir, str(exc), not listing)
-        ) from None
+    refused = Refusal(files, run_id, profile.audit.dir, report=not listing)
     audit_key = None
     if profile.audit.key_file is not None:
         try:
             audit_key = load_audit_key(profile.audit.key_file, profile.audit.dir)
         except AuditKeyError as exc:
             reason = f"{profile_path}: audit.key_file: {exc}"
-            raise pytest.UsageError(refuse(files, run_id, profile.audit.dir, reason)) from None
+            raise pytest.UsageError(refused(reason, report=True)) from None
+    # From here on a refusal's log is keyed and anchored, as a run's is.
+    refused.key, refused.anchor_file = audit_key, profile.audit.anchor_file
+    problem = None if listing else reports_dir_problem(files)
+    if problem:
+        raise pytest.UsageError(refused(problem, report=False))
+    config_dir = config.rootpath / profile.config.dir
+    if getattr(config.option, "numprocesses", None) or getattr(config.option, "dist", "no") != "no":
+        reason = "nexus-deploy runs in one process: prechecks, gate and activation share it"
+        asked = "activation refused: " if config.option.nexus_activate else ""
+        raise pytest.UsageError(asked + refused(reason + "; drop -n/--dist"))
+    try:
+        prechecks = catalogue(config.rootpath / CHECKS_DIR)
+    except CatalogueError as exc:
+        raise pytest.UsageError(refused(str(exc))) from None
+    try:
+        request = request_from_options(config.option, config_dir)
+    except (RequestError, RegistryError) as exc:
+        raise pytest.UsageError("activation refused: " + refused(str(exc))) from None
     try:
         fleet = read_fleet_run(profile)
         expected = expected_prechecks(prechecks, config.rootpath / CHECKS_DIR, fleet)
     except FleetError as exc:
-        reason = f"{profile_path}: fleet: {exc}"
-        raise pytest.UsageError(
-            refuse(files, run_id, profile.audit.dir, reason, not listing)
-        ) from None
+        raise pytest.UsageError(refused(f"{profile_path}: fleet: {exc}")) from None
     prefetch = config.stash.get(PREFETCH_KEY, None)
     if fleet is not None and prefetch is None:
         assert profile.fleet is not None
@@ -130,18 +125,48 @@ def reports_dir_problem(files: RunFiles) -> str | None:
     return None
 
 
-def refuse(files: RunFiles, run_id: str, audit_dir: Path, reason: str, report: bool = True) -> str:
+@dataclass
+class Refusal:
+    """How this run audits a refusal before any check: where, whether it leaves a report, and,
+    once the profile's audit key is known, keyed and anchored as a run's log is."""
+
+    files: RunFiles
+    run_id: str
+    audit_dir: Path
+    report: bool
+    key: bytes | None = None
+    anchor_file: Path | None = None
+
+    def __call__(self, reason: str, report: bool | None = None) -> str:
+        return refuse(
+            self.files, self.run_id, self.audit_dir, reason,
+            self.report if report is None else report, self.key, self.anchor_file,
+        )  # fmt: skip
+
+
+def refuse(
+    files: RunFiles,
+    run_id: str,
+    audit_dir: Path,
+    reason: str,
+    report: bool = True,
+    key: bytes | None = None,
+    anchor_file: Path | None = None,
+) -> str:
     """Audit a run refused before any check (in the run folder if the audit dir is unusable)
     and, unless it only lists or cannot write there, leave its REFUSED report; return the
     message for the operator, naming the audit file."""
     try:
-        audit, _ = open_audit(audit_dir, files.run_dir, f"precheck-{run_id}.log")
+        audit, _ = open_audit(audit_dir, files.run_dir, f"precheck-{run_id}.log", key)
     except OSError as exc:  # neither the audit dir nor the run folder can hold it
         return f"{reason} (not audited: {exc})"
     audit.write("DEPLOYMENT_START", run_id=run_id)
     audit.write("DEPLOYMENT_REFUSED", reason=reason)
     audit.write("DEPLOYMENT_COMPLETE", duration=0, status="refused")
     audit.close()
+    if anchor_file is not None and audit.final_hmac is not None:
+        with contextlib.suppress(OSError):  # the log itself is written; `audit verify` says so
+            anchor(anchor_file, audit.path, audit.final_hmac)
     if report and reports_dir_problem(files) is None:
         with contextlib.suppress(OSError):  # the audit line is the record that must exist
             data = record.refusal_data(run_id, reason, audit.path)
