@@ -22,6 +22,9 @@ import pytest
 import yaml
 from suite import REPO, SuiteRun, flag_rows, set_dotted
 
+from nexus_deploy.config.fleet import read_inventory
+from nexus_deploy.facts.bounded_host import USUAL_PROBES, fleet_host
+
 pytestmark = pytest.mark.usefixtures("sandbox_up", "fleet_up")
 
 FLEET_PROFILE = REPO / "pfs" / "targets" / "fleet.yaml"
@@ -368,3 +371,15 @@ def test_an_inventory_others_could_change_is_refused(
     run = run_suite("-m", "precheck", target=target)
     assert run.rc == pytest.ExitCode.USAGE_ERROR, run.output
     assert "inventory.ini: the inventory has mode 0666: others could change it" in run.output
+
+
+def test_a_nodes_make_up_asked_in_one_round_trip_answers_as_asked_one_by_one() -> None:
+    listing = json.dumps(read_inventory(INVENTORY), sort_keys=True)
+    warmed = fleet_host(str(INVENTORY), listing, "api-2", 30.0, 5.0)
+    warmed.warm_probes()
+    alone = fleet_host(str(INVENTORY), listing, "api-2", 31.0, 5.0)  # another host object
+    for probe in USUAL_PROBES:
+        asked = alone._run_line(probe)  # past the memo: the command itself, over ssh
+        answered = warmed.run(probe)  # from the memo the warm-up filled
+        assert (answered.rc, answered.stdout) == (asked.rc, asked.stdout), probe
+    assert warmed.run("command -v git").rc == 0 and "git" in warmed.run("command -v git").stdout

@@ -155,8 +155,10 @@ class BoundedHost(Host):  # type: ignore[misc]  # testinfra ships no type hints
             records = answer.stdout_bytes.split(b"\037")[: len(wanted)]
             if answer.rc != 0 or len(records) != len(wanted):
                 return  # each is then asked on its own, as without this
-            for line, record in zip(wanted, records, strict=True):
-                status, _, out = record.partition(b"\036")
+            answers = [record.partition(b"\036") for record in records]
+            if not all(status.isdigit() for status, _, _ in answers):
+                return
+            for line, (status, _, out) in zip(wanted, answers, strict=True):
                 stdout = out + b"\n" if out else b""
                 command = self.backend.encode(line)
                 self._probes[line] = self.backend.result(int(status), command, stdout, b"")
