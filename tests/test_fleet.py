@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from suite import REPO, SuiteRun, flag_rows, set_dotted
+from suite import DELETE, REPO, SuiteRun, flag_rows, set_dotted
 
 from nexus_deploy.config.fleet import read_inventory
 from nexus_deploy.facts.bounded_host import USUAL_PROBES, fleet_host
@@ -383,3 +383,51 @@ def test_a_nodes_make_up_asked_in_one_round_trip_answers_as_asked_one_by_one() -
         answered = warmed.run(probe)  # from the memo the warm-up filled
         assert (answered.rc, answered.stdout) == (asked.rc, asked.stdout), probe
     assert warmed.run("command -v git").rc == 0 and "git" in warmed.run("command -v git").stdout
+
+
+def test_a_fleet_can_be_a_list_of_testinfra_hosts_without_an_inventory(
+    run_suite: Callable[..., SuiteRun], fleet_target: Callable[..., Path], tmp_path: Path
+) -> None:
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text(
+        f"Host 127.0.0.1\n  User root\n  IdentityFile {FLEET_DIR}/id_ed25519\n"
+        f"  UserKnownHostsFile {FLEET_DIR}/known_hosts\n  StrictHostKeyChecking yes\n",
+        encoding="utf-8",
+    )
+    hosts: list[dict[str, Any]] = [
+        {
+            "name": node,
+            "host": f"ssh://127.0.0.1:{2200 + number}?ssh_config={ssh_config}",
+            "roles": ["api"],
+            "variables": {"nexus_https_port": 9400 + number, "nexus_gateway_port": 8100 + number},
+        }
+        for number, node in enumerate(NODES, start=1)
+    ]
+    hosts.append({"name": "db-1", "host": "local://", "roles": ["db"]})
+    target = fleet_target({"fleet.inventory": DELETE, "fleet.groups": DELETE, "fleet.hosts": hosts})
+    run = run_suite("-m", "precheck", target=target)
+    assert run.rc == 0, run.output
+    statuses = audit_statuses(run)
+    assert set(statuses) == expected_labels() and set(statuses.values()) == {"PASS"}
+
+
+@pytest.mark.parametrize(
+    ("fleet", "named"),
+    [
+        ({"hosts": [{"name": "a", "host": "ssh://u:pw@h", "roles": ["api"]}]}, "holds a password"),
+        ({"hosts": [{"name": "a", "host": "local://", "roles": ["web"]}]}, "roles.0"),
+        ({"inventory": str(INVENTORY)}, "groups: say which inventory groups"),
+    ],
+    ids=["a password in a spec", "an unknown role", "an inventory without groups"],
+)
+def test_a_fleet_section_that_cannot_be_used_is_refused_naming_the_field(
+    fleet: dict[str, Any],
+    named: str,
+    run_suite: Callable[..., SuiteRun],
+    fleet_target: Callable[..., Path],
+) -> None:
+    target = fleet_target({"fleet": fleet})
+    run = run_suite("-m", "precheck", target=target)
+    assert run.rc == pytest.ExitCode.USAGE_ERROR, run.output
+    assert "fleet" in run.output and named in run.output
+    assert "pw@" not in run.output

@@ -23,7 +23,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +57,13 @@ class Node:
 
 @dataclass(frozen=True)
 class Fleet:
-    inventory: Path
+    # Where the hosts come from, for messages: the inventory's path, or "fleet.hosts".
+    inventory: Path | str
     nodes: tuple[Node, ...]
     # What ansible-inventory printed: testinfra resolves each host's connection from it.
     listing: Mapping[str, Any]
+    # The testinfra spec of each host listed in the profile itself (none from an inventory).
+    specs: Mapping[str, str] = field(default_factory=dict)
 
     def of_role(self, role: str) -> tuple[Node, ...]:
         return tuple(node for node in self.nodes if node.role == role)
@@ -167,7 +170,22 @@ def read_fleet(inventory: Path, groups: Mapping[Any, tuple[str, ...]]) -> Fleet:
     return Fleet(inventory, tuple(nodes), listing)
 
 
-def node_view(raw: Mapping[str, Any], node: Node, inventory: Path) -> dict[str, Any]:
+def listed_fleet(hosts: list[tuple[str, str, tuple[str, ...], Mapping[str, Any]]]) -> Fleet:
+    """The fleet a profile lists itself: (name, testinfra spec, roles, variables) per host."""
+    nodes = [
+        Node(name, role, variables)
+        for role in ROLES
+        for name, _, roles, variables in hosts
+        if role in roles
+    ]
+    for role in ROLES:
+        if not any(node.role == role for node in nodes):
+            raise FleetError(f"fleet.hosts: no host plays the role {role}")
+    specs = {name: spec for name, spec, _, _ in hosts}
+    return Fleet("fleet.hosts", tuple(nodes), {}, specs)
+
+
+def node_view(raw: Mapping[str, Any], node: Node, inventory: Path | str) -> dict[str, Any]:
     """The profile's fields (``raw``, as model_dump gives them) as ``node`` sees them: its
     overrides merged in, its variables put into strings."""
     overrides = node.variables.get(OVERRIDES_VAR, {})

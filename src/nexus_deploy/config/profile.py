@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from testinfra.backend import BACKENDS
 
@@ -193,18 +194,58 @@ class AuditSpec(_Model):
     anchor_file: AbsolutePath | None = None
 
 
-class FleetSpec(_Model):
-    """Several machines: an Ansible inventory's hosts, by role (see nexus_deploy.config.fleet)."""
+def _testinfra_host(host: str) -> str:
+    """A testinfra host spec (local://, ssh://user@host...) that holds no password."""
+    scheme = host.split("://", 1)[0] if "://" in host else ""
+    userinfo = host.split("://", 1)[-1].split("/", 1)[0].rpartition("@")[0]
+    if ":" in userinfo:  # not echoed: the message would carry the password along
+        raise ValueError(
+            "holds a password (user:password@): testinfra would pass it to sshpass on a "
+            "command line, visible to every user; use an ssh key or agent"
+        )
+    if scheme not in BACKENDS:
+        raise ValueError(f"is not a testinfra host (backends: {', '.join(BACKENDS)})")
+    return host
 
-    inventory: AbsolutePath
+
+HostSpec = Annotated[str, AfterValidator(_testinfra_host)]
+
+
+class FleetHost(_Model):
+    """One host of a fleet given without an inventory."""
+
+    name: Name
+    host: HostSpec  # as a profile's own host: ssh://deploy@api-3?ssh_config=/etc/nexus/ssh
+    roles: tuple[Literal["api", "db"], ...] = Field(min_length=1)
+    # What an inventory's host variables would be: the names profile strings use.
+    variables: dict[Name, str | int] = {}
+
+
+class FleetSpec(_Model):
+    """Several machines, by role: an Ansible inventory's hosts (``inventory`` and ``groups``)
+    or a list of testinfra hosts (``hosts``); see nexus_deploy.config.fleet."""
+
+    inventory: AbsolutePath | None = None
     # The inventory groups whose hosts play each role.
-    groups: dict[Literal["api", "db"], tuple[Name, ...]]
+    groups: dict[Literal["api", "db"], tuple[Name, ...]] = {}
+    hosts: tuple[FleetHost, ...] = ()
     # Each API node's own endpoints ("https://{ansible_host}:443"): the activation is verified
     # through every node, besides the load balancer's gateway.endpoints.
     endpoints: tuple[Endpoint, ...] = ()
     connect_timeout_s: Seconds = 5
     # Host commands running at once, over all nodes.
     workers: int = Field(default=FLEET_WORKERS, ge=1, le=64, strict=True)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FleetSpec:
+        if (self.inventory is None) == (not self.hosts):
+            raise ValueError("give either inventory (with groups) or hosts, not both")
+        if self.inventory is not None and not self.groups:
+            raise ValueError("groups: say which inventory groups play api and db")
+        names = [host.name for host in self.hosts]
+        if len(set(names)) != len(names):
+            raise ValueError("hosts: each name once")
+        return self
 
 
 class TargetProfile(_Model):
@@ -213,7 +254,7 @@ class TargetProfile(_Model):
     name: str
     description: str = ""
     # A testinfra host spec: local:// for this machine, ssh://user@host for another.
-    host: str = "local://"
+    host: HostSpec = "local://"
     # Every command run on the host ends within this (see nexus_deploy.facts.bounded_host).
     command_timeout_s: Annotated[float, Field(gt=0, le=3600, strict=True, allow_inf_nan=False)] = (
         DEFAULT_COMMAND_TIMEOUT_S
@@ -232,20 +273,6 @@ class TargetProfile(_Model):
     backup: BackupSpec
     audit: AuditSpec
     fleet: FleetSpec | None = None
-
-    @field_validator("host")
-    @classmethod
-    def _known_backend(cls, host: str) -> str:
-        scheme = host.split("://", 1)[0] if "://" in host else ""
-        userinfo = host.split("://", 1)[-1].split("/", 1)[0].rpartition("@")[0]
-        if ":" in userinfo:  # not echoed: the message would carry the password along
-            raise ValueError(
-                "holds a password (user:password@): testinfra would pass it to sshpass on a "
-                "command line, visible to every user; use an ssh key or agent"
-            )
-        if scheme not in BACKENDS:
-            raise ValueError(f"is not a testinfra host (backends: {', '.join(BACKENDS)})")
-        return host
 
 
 def load_profile(path: Path) -> TargetProfile:

@@ -388,19 +388,35 @@ def fleet_host(
         raise HostCommandError(f"{name}: its ansible_connection is not one testinfra can run")
     backend = resolved.backend
     if backend.NAME in SSH_BACKENDS:
-        masters = control_directory()
         backend.ssh_extra_args = " ".join(
-            filter(None, [
-                backend.ssh_extra_args,
-                keepalive_options(limit_s),
-                f"-o BatchMode=yes -o ConnectTimeout={max(1, math.ceil(connect_timeout_s))}",
-                f"-o ControlMaster=auto -o ControlPersist=5s -o ControlPath={masters}/%C",
-            ])
-        )  # fmt: skip
+            filter(None, [backend.ssh_extra_args, fleet_ssh_options(limit_s, connect_timeout_s)])
+        )
     host = BoundedHost(f"ansible://{name}?ansible_inventory={inventory}", backend, limit_s)
     backend.set_host(host)
     backend.get_encoding = functools.partial(host_encoding, host)
     return host
+
+
+@functools.cache
+def listed_host(spec: str, limit_s: float, connect_timeout_s: float) -> BoundedHost:
+    """A fleet's host given as a testinfra spec, fit for commands from several threads as
+    ``fleet_host``'s are."""
+    over_ssh = urllib.parse.urlsplit(spec).scheme in SSH_BACKENDS
+    extra = {"ssh_extra_args": fleet_ssh_options(limit_s, connect_timeout_s)} if over_ssh else {}
+    backend = testinfra.backend.get_backend(spec, **extra)
+    host = BoundedHost(spec, backend, limit_s)
+    backend.set_host(host)
+    backend.get_encoding = functools.partial(host_encoding, host)
+    return host
+
+
+def fleet_ssh_options(limit_s: float, connect_timeout_s: float) -> str:
+    """ssh options of a fleet's host: bounded, never prompting, one master connection."""
+    return " ".join([
+        keepalive_options(limit_s),
+        f"-o BatchMode=yes -o ConnectTimeout={max(1, math.ceil(connect_timeout_s))}",
+        f"-o ControlMaster=auto -o ControlPersist=5s -o ControlPath={control_directory()}/%C",
+    ])  # fmt: skip
 
 
 @functools.cache

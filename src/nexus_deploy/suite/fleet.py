@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from nexus_deploy.config.fleet import ROLES, Fleet, FleetError, read_fleet
+from nexus_deploy.config.fleet import ROLES, Fleet, FleetError, listed_fleet, read_fleet
 from nexus_deploy.config.profile import TargetProfile, node_endpoints, node_profile
-from nexus_deploy.facts.bounded_host import BoundedHost, fleet_host
+from nexus_deploy.facts.bounded_host import BoundedHost, fleet_host, listed_host
 
 ROLE = "ROLE"  # the module constant a precheck declares its role in
 NODE_PARAMETER = "node"  # the fixture a host-level precheck is parametrized over
@@ -57,8 +57,12 @@ class FleetRun:
     @classmethod
     def read(cls, profile: TargetProfile) -> FleetRun:
         """Read the inventory and make every node's view; FleetError names what is wrong."""
-        assert profile.fleet is not None
-        fleet = read_fleet(profile.fleet.inventory, profile.fleet.groups)
+        spec = profile.fleet
+        assert spec is not None
+        if spec.inventory is not None:
+            fleet = read_fleet(spec.inventory, spec.groups)
+        else:
+            fleet = listed_fleet([(h.name, h.host, h.roles, h.variables) for h in spec.hosts])
         run = cls(profile, fleet, listing_json=json.dumps(fleet.listing, sort_keys=True))
         for node in fleet.nodes:
             run.profiles[node.name] = node_profile(profile, node, fleet)
@@ -72,6 +76,12 @@ class FleetRun:
     def host(self, name: str) -> BoundedHost:
         spec = self.profile.fleet
         assert spec is not None
+        if name in self.fleet.specs:
+            return listed_host(
+                self.fleet.specs[name],
+                self.profiles[name].command_timeout_s,
+                spec.connect_timeout_s,
+            )
         return fleet_host(
             str(self.fleet.inventory),
             self.listing_json,
