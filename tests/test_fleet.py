@@ -22,8 +22,8 @@ import pytest
 import yaml
 from suite import DELETE, REPO, SuiteRun, flag_rows, set_dotted
 
-from nexus_deploy.config.fleet import read_inventory
 from nexus_deploy.facts.bounded_host import USUAL_PROBES, fleet_host
+from nexus_deploy.facts.inventory import read_inventory
 
 pytestmark = pytest.mark.usefixtures("sandbox_up", "fleet_up")
 
@@ -341,6 +341,14 @@ BAD_INVENTORIES = {
         f"[api]\napi-1 {PORTS} ansible_ssh_pass=CANARY-pw\n[db]\ndb-1\n",
         "host api-1 has a password (ansible_ssh_pass): use an ssh key",
     ),
+    "a connection testinfra cannot run": (
+        f"[api]\napi-1 {PORTS} ansible_connection=winrm\n[db]\ndb-1\n",
+        "host api-1: no way to reach it (its ansible_connection is not one testinfra can run)",
+    ),
+    "an override of a platform field": (
+        f"[api]\napi-1 {PORTS} nexus_overrides=\"{{'database': {{'port': 5433}}}}\"\n[db]\ndb-1\n",
+        "nexus_overrides may change a node's own fields only, not database.port",
+    ),
     "not parsable": (
         f"[api]\napi-1 {PORTS}\n[api:vars]\nbroken CANARY-line\n[db]\ndb-1\n",
         "not an inventory ansible can read (ansible-inventory exit",
@@ -362,6 +370,54 @@ def test_an_inventory_that_cannot_be_used_is_refused_naming_group_or_host(
     assert named in run.event("DEPLOYMENT_REFUSED").fields["reason"]
 
 
+def test_hosts_named_by_address_are_checked_and_named_so(
+    run_suite: Callable[..., SuiteRun], fleet_target: Callable[..., Path]
+) -> None:
+    """Inventories often name hosts by address: 127.0.0.1 is a host name, a test id and the
+    start of its endpoint's name."""
+    inventory = INVENTORY.read_text(encoding="utf-8")
+    by_address = re.sub(r"^api-1 ansible_host=127.0.0.1 ", "127.0.0.1 ", inventory, flags=re.M)
+    run = run_suite("--activate", "phase3", "--step", "1", "--plan", target=fleet_target(
+        inventory=by_address))  # fmt: skip
+    assert run.rc == 0, run.output
+    statuses = audit_statuses(run, "deployment-")
+    assert statuses["DISK[127.0.0.1]"] == "PASS" and "DISK[api-1]" not in statuses
+
+
+def test_inventory_variables_others_could_change_are_refused(
+    run_suite: Callable[..., SuiteRun], fleet_target: Callable[..., Path], tmp_path: Path
+) -> None:
+    target = fleet_target(inventory=INVENTORY.read_text(encoding="utf-8"))
+    host_vars = tmp_path / "host_vars"
+    host_vars.mkdir()
+    (host_vars / "api-1.yml").write_text("ansible_ssh_common_args: -o ProxyCommand=true\n")
+    (host_vars / "api-1.yml").chmod(0o666)
+    run = run_suite("-m", "precheck", target=target)
+    assert run.rc == pytest.ExitCode.USAGE_ERROR, run.output
+    assert "host_vars/api-1.yml is writable by others (mode 0666)" in run.output
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"database.host": "{ansible_host}"}, "database.host: names a node's variable"),
+        ({"gateway.local_url": "http://deploy:pw@127.0.0.1:{nexus_gateway_port}"},
+         "gateway.local_url: Value error, a login in the URL is refused"),
+        ({"fleet": DELETE}, "names a node's variable, but there is no fleet: section"),
+    ],
+    ids=["a variable in a platform field", "a login in local_url", "a variable without a fleet"],
+)  # fmt: skip
+def test_a_profile_that_misplaces_node_variables_is_refused(
+    changes: dict[str, Any],
+    named: str,
+    run_suite: Callable[..., SuiteRun],
+    fleet_target: Callable[..., Path],
+) -> None:
+    run = run_suite("-m", "precheck", target=fleet_target(changes))
+    assert run.rc == pytest.ExitCode.USAGE_ERROR, run.output
+    assert named in run.output and "pw@" not in run.output
+
+
 def test_an_inventory_others_could_change_is_refused(
     run_suite: Callable[..., SuiteRun], fleet_target: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -370,11 +426,11 @@ def test_an_inventory_others_could_change_is_refused(
     (tmp_path / "inventory.ini").chmod(0o666)
     run = run_suite("-m", "precheck", target=target)
     assert run.rc == pytest.ExitCode.USAGE_ERROR, run.output
-    assert "inventory.ini: the inventory has mode 0666: others could change it" in run.output
+    assert "inventory.ini is writable by others (mode 0666)" in run.output
 
 
 def test_a_nodes_make_up_asked_in_one_round_trip_answers_as_asked_one_by_one() -> None:
-    listing = json.dumps(read_inventory(INVENTORY), sort_keys=True)
+    listing = read_inventory(INVENTORY)
     warmed = fleet_host(str(INVENTORY), listing, "api-2", 30.0, 5.0)
     warmed.warm_probes()
     alone = fleet_host(str(INVENTORY), listing, "api-2", 31.0, 5.0)  # another host object

@@ -17,15 +17,13 @@ say). ``node_profile`` makes that node's view.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from testinfra.utils.ansible_runner import itergroup
 
 ROLES = ("api", "db")
 # The inventory variable a node overrides profile fields with.
@@ -33,12 +31,18 @@ OVERRIDES_VAR = "nexus_overrides"
 # "{name}" in a profile string: a variable of the node. Names only: no attribute or index.
 VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+# A node's own fields: what its host-level prechecks read. The rest (the database, the audit,
+# the backup and config directories, the load balancer's endpoints) is the platform's, one for
+# every node, and what the activation uses: no node may see it otherwise.
+NODE_FIELDS = (
+    "command_timeout_s", "system", "services", "docker", "disk", "memory", "repository",
+    "security", "gateway.local_url",
+)  # fmt: skip
+_SHOWABLE = re.compile(r"[a-z_.0-9]{1,64}")
 # Passwords an inventory may hold (testinfra passes ansible_ssh_pass to sshpass -p).
 PASSWORD_VARIABLES = frozenset(
     {"ansible_ssh_pass", "ansible_password", "ansible_become_pass", "ansible_become_password"}
 )
-# ansible-inventory starts in about 0.3 s; a dynamic inventory script may take longer.
-INVENTORY_TIMEOUT_S = 60.0
 
 
 class FleetError(Exception):
@@ -69,81 +73,16 @@ class Fleet:
         return tuple(node for node in self.nodes if node.role == role)
 
 
-def read_inventory(inventory: Path) -> dict[str, Any]:
-    """``ansible-inventory --list`` of ``inventory``, bounded in time, once it is trusted."""
-    if not inventory.is_file():
-        raise FleetError(f"{inventory}: no such inventory file")
-    problem = untrusted_inventory(inventory)
-    if problem:
-        raise FleetError(f"{inventory}: {problem}")
-    command = [ansible_inventory_command(), "--list", "-i", str(inventory)]
-    # An inventory ansible cannot parse is an error, not an empty fleet with a warning.
-    environment = {
-        **os.environ,
-        "ANSIBLE_VERBOSITY": "0",
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
-    }
-    try:
-        done = subprocess.run(
-            command, capture_output=True, timeout=INVENTORY_TIMEOUT_S, env=environment, check=False
-        )
-    except FileNotFoundError:
-        raise FleetError(
-            f"{inventory}: ansible-inventory not found (pip install ansible-core)"
-        ) from None
-    except subprocess.TimeoutExpired:
-        raise FleetError(
-            f"{inventory}: ansible-inventory gave no answer in {INVENTORY_TIMEOUT_S:g} s"
-        ) from None
-    if done.returncode != 0:
-        # Not ansible's words: they may quote the file's lines, which a refusal never repeats.
-        raise FleetError(
-            f"{inventory}: not an inventory ansible can read (ansible-inventory exit "
-            f"{done.returncode}; `ansible-inventory -i {inventory} --list` says why)"
-        )
-    try:
-        listing = json.loads(done.stdout)
-    except ValueError:
-        raise FleetError(f"{inventory}: ansible-inventory did not print JSON") from None
-    if not isinstance(listing, dict):
-        raise FleetError(f"{inventory}: ansible-inventory did not print a mapping")
-    return listing
-
-
-def untrusted_inventory(inventory: Path) -> str | None:
-    """Why ``inventory`` may not be trusted, or None. It says how each host is reached, and an
-    ssh option there (ProxyCommand) runs a command here, as the deployer: as with Ansible, it
-    must be ours (or root's) and writable by no one else."""
-    info = inventory.stat()
-    if info.st_uid not in (0, os.geteuid()):
-        return f"the inventory belongs to uid {info.st_uid}, not to us or root"
-    if info.st_mode & 0o022:
-        return f"the inventory has mode {info.st_mode & 0o777:04o}: others could change it"
-    return None
-
-
-def ansible_inventory_command() -> str:
-    """ansible-inventory beside our Python (the virtualenv's, not activated), else on PATH."""
-    beside = Path(sys.executable).with_name("ansible-inventory")
-    return str(beside) if beside.is_file() else "ansible-inventory"
-
-
 def group_hosts(listing: Mapping[str, Any], group: str) -> list[str]:
     """The hosts of ``group`` and of its children, in inventory order, each once."""
-    found: list[str] = []
-    entry = listing.get(group, {})
-    for host in entry.get("hosts", []):
-        if host not in found:
-            found.append(host)
-    for child in entry.get("children", []):
-        found += [h for h in group_hosts(listing, child) if h not in found]
-    return found
+    return list(dict.fromkeys(itergroup(dict(listing), group)))
 
 
-def read_fleet(inventory: Path, groups: Mapping[Any, tuple[str, ...]]) -> Fleet:
-    """The fleet ``inventory`` describes, each role played by the hosts of its ``groups``."""
-    listing = read_inventory(inventory)
+def fleet_from_listing(
+    inventory: Path, listing: Mapping[str, Any], groups: Mapping[Any, tuple[str, ...]]
+) -> Fleet:
+    """The fleet an inventory describes (``listing``: what ansible-inventory printed of it),
+    each role played by the hosts of its ``groups``."""
     hostvars = listing.get("_meta", {}).get("hostvars", {})
     nodes = []
     for role in ROLES:
@@ -186,33 +125,73 @@ def listed_fleet(hosts: list[tuple[str, str, tuple[str, ...], Mapping[str, Any]]
 
 
 def node_view(raw: Mapping[str, Any], node: Node, inventory: Path | str) -> dict[str, Any]:
-    """The profile's fields (``raw``, as model_dump gives them) as ``node`` sees them: its
-    overrides merged in, its variables put into strings."""
+    """The profile's fields (``raw``, as model_dump(mode="json") gives them) as ``node`` sees
+    them: its overrides merged in, its variables put into strings; both in a node's own fields
+    only (NODE_FIELDS): the database, the audit and the rest are the platform's, one for all."""
     overrides = node.variables.get(OVERRIDES_VAR, {})
     if not isinstance(overrides, Mapping):
         raise FleetError(f"{inventory}: host {node.name}: {OVERRIDES_VAR} must be a mapping")
-    merged = _merged(raw, overrides)
+    foreign = [path for path in _paths(overrides) if not is_node_field(path)]
+    if foreign:
+        shown = foreign[0] if _SHOWABLE.fullmatch(foreign[0]) else "a field"
+        raise FleetError(
+            f"{inventory}: host {node.name}: {OVERRIDES_VAR} may change a node's own fields "
+            f"only, not {shown}"
+        )
+    view = {key: value for key, value in _merged(raw, overrides).items() if key != "fleet"}
+    for section in NODE_FIELDS:
+        head, _, leaf = section.partition(".")
+        if head in view and not leaf:
+            view[head] = filled(view[head], node, inventory)
+        elif isinstance(view.get(head), Mapping) and leaf in view[head]:
+            view[head] = {**view[head], leaf: filled(view[head][leaf], node, inventory)}
+    return view
 
-    def fill(value: Any) -> Any:
-        if isinstance(value, str):
-            return VARIABLE.sub(lambda match: variable(match[1]), value)
-        if isinstance(value, Mapping):
-            return {key: fill(item) for key, item in value.items()}
-        if isinstance(value, list | tuple):
-            return [fill(item) for item in value]
-        return value
 
-    def variable(name: str) -> str:
-        value = node.variables.get(name, node.name if name == "inventory_hostname" else None)
-        if value is not None:
-            return str(value)
-        if node.role == "api":
-            raise FleetError(f"{inventory}: host {node.name} has no variable {name}")
-        # The sections describe an API node; a database host reads only docker: and database:,
-        # which name no variable of an API node's.
-        return "{" + name + "}"
+def filled(value: Any, node: Node, inventory: Path | str) -> Any:
+    """``value`` with every ``{variable}`` in its strings replaced by ``node``'s."""
+    if isinstance(value, str):
+        return VARIABLE.sub(lambda match: _variable(match[1], node, inventory), value)
+    if isinstance(value, Mapping):
+        return {key: filled(item, node, inventory) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [filled(item, node, inventory) for item in value]
+    return value
 
-    return {key: fill(value) for key, value in merged.items() if key != "fleet"}
+
+def _variable(name: str, node: Node, inventory: Path | str) -> str:
+    value = node.variables.get(name, node.name if name == "inventory_hostname" else None)
+    if value is not None:
+        return str(value)
+    if node.role == "api":
+        raise FleetError(f"{inventory}: host {node.name} has no variable {name}")
+    # The fields describe an API node; a database host reads only docker: of them, which names
+    # no variable of an API node's.
+    return "{" + name + "}"
+
+
+def is_node_field(dotted: str) -> bool:
+    """Whether the field ``dotted`` (disk.min_free_gb) is a node's own: see NODE_FIELDS."""
+    return any(dotted == field or dotted.startswith(field + ".") for field in NODE_FIELDS)
+
+
+def fields_naming_variables(raw: Mapping[str, Any]) -> list[str]:
+    """The dotted fields of ``raw`` whose strings name a variable (``{ansible_host}``)."""
+    return [
+        path for path, value in _leaves(raw) if isinstance(value, str) and VARIABLE.search(value)
+    ]
+
+
+def _leaves(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(value, Mapping):
+        return [leaf for key, item in value.items() for leaf in _leaves(item, f"{prefix}{key}.")]
+    if isinstance(value, list | tuple):
+        return [leaf for i, item in enumerate(value) for leaf in _leaves(item, f"{prefix}{i}.")]
+    return [(prefix.rstrip("."), value)]
+
+
+def _paths(overrides: Mapping[str, Any]) -> list[str]:
+    return [path for path, _ in _leaves(overrides)]
 
 
 def _merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import (
@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -26,7 +27,17 @@ from testinfra.backend import BACKENDS
 
 from nexus_deploy.config import yamlfile
 from nexus_deploy.config.errors import describe_errors
-from nexus_deploy.config.fleet import VARIABLE, Fleet, FleetError, Node, node_view
+from nexus_deploy.config.fleet import (
+    NODE_FIELDS,
+    VARIABLE,
+    Fleet,
+    FleetError,
+    Node,
+    fields_naming_variables,
+    filled,
+    is_node_field,
+    node_view,
+)
 from nexus_deploy.config.targets import DEFAULT_COMMAND_TIMEOUT_S, FLEET_WORKERS
 from nexus_deploy.config.yamlfile import yaml_problem
 
@@ -99,22 +110,25 @@ class ConfigSpec(_Model):
 
 
 # Names that become audit and JUnit keys (direct_status, nginx_running).
-Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")]
+# A fleet's node names start with a digit as often as not (10.0.0.5): its endpoints too.
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+
+
+def _http_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("is not an http:// or https:// URL")
+    if "@" in url.split("://", 1)[1].split("/", 1)[0]:
+        # It would be written wherever the URL is: terminal, reports, audit log.
+        raise ValueError("a login in the URL is refused (user@ or user:password@)")
+    return url.rstrip("/")
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class Endpoint(_Model):
     name: Name
-    url: str
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError("is not an http:// or https:// URL")
-        if "@" in url.split("://", 1)[1].split("/", 1)[0]:
-            # It would be written wherever the URL is: terminal, reports, audit log.
-            raise ValueError("a login in the URL is refused (user@ or user:password@)")
-        return url.rstrip("/")
+    url: HttpUrl
 
 
 class GatewaySpec(_Model):
@@ -137,7 +151,7 @@ class GatewaySpec(_Model):
     ca_file: AbsolutePath | None = None
     # The gateway as its own host reaches it (http://127.0.0.1:8081): SERVICES asks its health
     # there, with curl on the host. On a fleet, each API node's ("{nexus_gateway_port}").
-    local_url: str | None = None
+    local_url: HttpUrl | None = None
 
 
 class DatabaseSpec(_Model):
@@ -248,6 +262,9 @@ class FleetSpec(_Model):
         return self
 
 
+NODE_VIEW = "node_view"  # validation context: a fleet node's view of the profile
+
+
 class TargetProfile(_Model):
     """Everything the prechecks and the activation need to know about one platform."""
 
@@ -273,6 +290,15 @@ class TargetProfile(_Model):
     backup: BackupSpec
     audit: AuditSpec
     fleet: FleetSpec | None = None
+
+    @model_validator(mode="after")
+    def _variables_need_a_fleet(self, info: ValidationInfo) -> TargetProfile:
+        if info.context and info.context.get(NODE_VIEW):
+            return self  # a node's view: a database host's may keep an API node's variables
+        named = fields_naming_variables(self.model_dump(mode="json"))
+        if self.fleet is None and named:
+            raise ValueError(f"{named[0]} names a node's variable, but there is no fleet: section")
+        return self
 
 
 def load_profile(path: Path) -> TargetProfile:
@@ -301,10 +327,9 @@ def load_profile(path: Path) -> TargetProfile:
 
 def node_profile(profile: TargetProfile, node: Node, fleet: Fleet) -> TargetProfile:
     """The profile as ``node`` sees it (its variables and overrides, see config.fleet)."""
-    raw: dict[str, Any] = profile.model_dump()
-    view = node_view(raw, node, fleet.inventory)
+    view = node_view(profile.model_dump(mode="json"), node, fleet.inventory)
     try:
-        return TargetProfile.model_validate({**view, "fleet": None})
+        return TargetProfile.model_validate({**view, "fleet": None}, context={NODE_VIEW: True})
     except ValidationError as exc:
         raise FleetError(f"{fleet.inventory}: host {node.name}: {describe_errors(exc)}") from None
 
@@ -315,10 +340,22 @@ def node_endpoints(profile: TargetProfile, fleet: Fleet) -> tuple[Endpoint, ...]
         return ()
     endpoints = []
     for node in fleet.of_role("api"):
-        view = node_view(
-            {"endpoints": profile.fleet.model_dump()["endpoints"]}, node, fleet.inventory
-        )
-        for endpoint in view["endpoints"]:
-            name = f"{node.name}.{endpoint['name']}"
-            endpoints.append(Endpoint(name=name, url=endpoint["url"]))
+        for endpoint in profile.fleet.endpoints:
+            url = filled(endpoint.url, node, fleet.inventory)
+            try:
+                endpoints.append(Endpoint(name=f"{node.name}.{endpoint.name}", url=url))
+            except ValidationError as exc:
+                where = f"{fleet.inventory}: host {node.name}: fleet.endpoints"
+                raise FleetError(f"{where}: {describe_errors(exc)}") from None
     return tuple(endpoints)
+
+
+def platform_variables(profile: TargetProfile) -> None:
+    """Refuse a variable named outside a node's own fields: the platform's are one for all."""
+    raw = profile.model_dump(mode="json", exclude={"fleet"})
+    misplaced = [path for path in fields_naming_variables(raw) if not is_node_field(path)]
+    if misplaced:
+        raise FleetError(
+            f"{misplaced[0]}: names a node's variable; only a node's own fields may "
+            f"({', '.join(NODE_FIELDS)}) and fleet.endpoints"
+        )

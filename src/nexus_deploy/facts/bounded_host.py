@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import copy
 import functools
-import json
 import locale
 import math
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -45,6 +46,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +78,10 @@ _SSH_SAYS = re.compile(
 )
 # What testinfra asks about a host's make-up again and again: which service manager and tools
 # it has, its kernel, its user, its encoding (for each service of SERVICES, from each thread
-# of the prefetch). The answers cannot change within a run, so each is asked once per host:
-# over ssh, on a fleet, that is 16 of a node's 37 commands.
+# of the prefetch). The answers cannot change within a run, so each is asked once per host.
 PROBE = re.compile(
     r"command -v [\w.+-]+|test -d /run/systemd/system/|uname -[a-z]|id -nu|id -u [\w.-]+"
+    r"|cat /etc/os-release"
     r"|python3? -c 'import locale;print\(locale\.getpreferredencoding\(\)\)'"
 )
 # The probes testinfra makes for the prechecks (its service module, system_info, sudo checks):
@@ -95,6 +97,8 @@ USUAL_PROBES = (
     "uname -m",
     "id -nu",
     "id -u root",
+    # testinfra's system_info reads it holding a lock all hosts share (cached_property, 3.11).
+    "cat /etc/os-release",
 )
 # Over ssh, a connection whose peer leaves this many keepalives in a row unanswered is dropped.
 KEEPALIVES_UNANSWERED = 3
@@ -364,37 +368,30 @@ def bounded_host(spec: str, limit_s: float) -> BoundedHost:
     over_ssh = urllib.parse.urlsplit(spec).scheme in SSH_BACKENDS
     # testinfra reads no ssh_extra_args from a spec, so these are the only ones.
     extra = {"ssh_extra_args": keepalive_options(limit_s)} if over_ssh else {}
-    backend = testinfra.backend.get_backend(spec, **extra)
-    host = BoundedHost(spec, backend, limit_s)
-    backend.set_host(host)
-    # testinfra asks for the host's encoding (to decode output that is not ASCII) with a
-    # command of its own, past Host.run: asked through the host, that one is bounded too.
-    backend.get_encoding = functools.partial(host_encoding, host)
-    return host
+    return wrapped(spec, testinfra.backend.get_backend(spec, **extra), limit_s)
 
 
-@functools.cache
 def fleet_host(
-    inventory: str, listing_json: str, name: str, limit_s: float, connect_timeout_s: float
+    inventory: str, listing: Mapping[str, Any], name: str, limit_s: float, connect_timeout_s: float
 ) -> BoundedHost:
-    """Host ``name`` of an Ansible inventory (``listing_json``: what ansible-inventory printed
-    for it), its connection resolved from the inventory as testinfra's ansible backend does:
-    ssh without Ansible's per-task cost. Bounded as ``bounded_host`` is, and fit for commands
-    from several threads at once: ssh never prompts (BatchMode), and one master connection per
-    host carries them (ControlMaster), in a directory of our own."""
+    """Host ``name`` of an Ansible inventory (``listing``: what ansible-inventory printed of
+    it), its connection resolved from the inventory as testinfra's ansible backend does: ssh
+    without Ansible's per-task cost. Bounded as ``bounded_host`` is, and fit for commands from
+    several threads at once: ssh never prompts (BatchMode), and one master connection per host
+    carries them (ControlMaster), in a directory of our own. Made once per host by the run."""
     config = ansible_runner.get_ansible_config()
-    resolved = ansible_runner.get_ansible_host(config, json.loads(listing_json), name)
+    resolved = ansible_runner.get_ansible_host(config, dict(listing), name)
     if resolved is None:
-        raise HostCommandError(f"{name}: its ansible_connection is not one testinfra can run")
-    backend = resolved.backend
+        raise HostCommandError("its ansible_connection is not one testinfra can run")
+    # A copy: testinfra keeps the one it made for anyone asking the same again.
+    backend = copy.copy(resolved.backend)
     if backend.NAME in SSH_BACKENDS:
+        # Ours first: ssh takes an option's first value, and the inventory's ssh arguments
+        # (or ansible.cfg's) must not turn prompting back on or lengthen the time limits.
         backend.ssh_extra_args = " ".join(
-            filter(None, [backend.ssh_extra_args, fleet_ssh_options(limit_s, connect_timeout_s)])
+            filter(None, [fleet_ssh_options(limit_s, connect_timeout_s), backend.ssh_extra_args])
         )
-    host = BoundedHost(f"ansible://{name}?ansible_inventory={inventory}", backend, limit_s)
-    backend.set_host(host)
-    backend.get_encoding = functools.partial(host_encoding, host)
-    return host
+    return wrapped(f"ansible://{name}?ansible_inventory={inventory}", backend, limit_s)
 
 
 @functools.cache
@@ -403,9 +400,15 @@ def listed_host(spec: str, limit_s: float, connect_timeout_s: float) -> BoundedH
     ``fleet_host``'s are."""
     over_ssh = urllib.parse.urlsplit(spec).scheme in SSH_BACKENDS
     extra = {"ssh_extra_args": fleet_ssh_options(limit_s, connect_timeout_s)} if over_ssh else {}
-    backend = testinfra.backend.get_backend(spec, **extra)
+    return wrapped(spec, testinfra.backend.get_backend(spec, **extra), limit_s)
+
+
+def wrapped(spec: str, backend: Any, limit_s: float) -> BoundedHost:
+    """``backend`` as a BoundedHost: every command, the encoding probe included, bounded."""
     host = BoundedHost(spec, backend, limit_s)
     backend.set_host(host)
+    # testinfra asks for the host's encoding (to decode output that is not ASCII) with a
+    # command of its own, past Host.run: asked through the host, that one is bounded too.
     backend.get_encoding = functools.partial(host_encoding, host)
     return host
 
@@ -415,7 +418,8 @@ def fleet_ssh_options(limit_s: float, connect_timeout_s: float) -> str:
     return " ".join([
         keepalive_options(limit_s),
         f"-o BatchMode=yes -o ConnectTimeout={max(1, math.ceil(connect_timeout_s))}",
-        f"-o ControlMaster=auto -o ControlPersist=5s -o ControlPath={control_directory()}/%C",
+        "-o ControlMaster=auto -o ControlPersist=5s",
+        f"-o ControlPath={shlex.quote(str(control_directory() / '%C'))}",
     ])  # fmt: skip
 
 

@@ -40,7 +40,7 @@ def local_http_status(host: Host, url: str, timeout_s: float) -> int | None:
     """The HTTP status ``url`` answers when the host itself asks (curl, there): a node's own
     gateway, as nginx on that node reaches it. None: no answer, or no curl on the host."""
     result = host.run(
-        "curl -s -o /dev/null -w '%%{http_code}' --max-time %s %s", f"{timeout_s:g}", url
+        "curl -s -o /dev/null -w '%%{http_code}' --max-time %s -- %s", f"{timeout_s:g}", url
     )
     status = result.stdout.strip()
     return int(status) if status.isdigit() and int(status) > 0 else None

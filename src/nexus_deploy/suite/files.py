@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from nexus_deploy.audit import AuditLog
+from nexus_deploy.config.trust import untrusted_path
 
 
 @dataclass(frozen=True)
@@ -36,21 +36,7 @@ def untrusted_directory(directory: Path) -> str | None:
     """Why ``directory`` (or a parent of it) could be changed by someone other than us or root,
     or None. Such a directory is still used for the read-only record of a run (nothing there
     is ever written through a symlink), but no activation relies on it."""
-    me = os.geteuid()
-    for path in [directory, *directory.parents]:
-        try:
-            info = path.lstat()
-        except FileNotFoundError:
-            continue  # made by the run, under a parent checked here
-        if stat.S_ISLNK(info.st_mode):
-            return f"audit directory {directory}: {path} is a symlink"
-        if info.st_uid not in (0, me):
-            return f"audit directory {directory}: {path} belongs to uid {info.st_uid}"
-        sticky = info.st_mode & stat.S_ISVTX  # /tmp: others may add, not replace
-        if info.st_mode & 0o022 and not sticky:
-            mode = info.st_mode & 0o777
-            return f"audit directory {directory}: {path} is writable by others (mode {mode:04o})"
-    return None
+    return untrusted_path(directory, "audit directory")
 
 
 def open_audit(

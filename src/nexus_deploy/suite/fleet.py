@@ -13,18 +13,24 @@ which hosts a precheck owes even when its file was left out of the selection.
 from __future__ import annotations
 
 import ast
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from nexus_deploy.config.fleet import ROLES, Fleet, FleetError, listed_fleet, read_fleet
-from nexus_deploy.config.profile import TargetProfile, node_endpoints, node_profile
-from nexus_deploy.facts.bounded_host import BoundedHost, fleet_host, listed_host
+from nexus_deploy.config.fleet import ROLES, Fleet, FleetError, fleet_from_listing, listed_fleet
+from nexus_deploy.config.profile import (
+    Endpoint,
+    TargetProfile,
+    node_endpoints,
+    node_profile,
+    platform_variables,
+)
+from nexus_deploy.facts.bounded_host import BoundedHost, HostCommandError, fleet_host, listed_host
+from nexus_deploy.facts.inventory import read_inventory
+from nexus_deploy.suite.prechecks import NODE_PARAMETER, catalogue_files
 
 ROLE = "ROLE"  # the module constant a precheck declares its role in
-NODE_PARAMETER = "node"  # the fixture a host-level precheck is parametrized over
 
 
 def declared_role(path: Path) -> str | None:
@@ -51,50 +57,58 @@ class FleetRun:
     profile: TargetProfile
     fleet: Fleet
     profiles: dict[str, TargetProfile] = field(default_factory=dict)
-    # What ansible-inventory printed, as the key testinfra's resolution of a host is cached by.
-    listing_json: str = ""
+    hosts: dict[str, BoundedHost] = field(default_factory=dict)
+    endpoints: tuple[Endpoint, ...] = ()  # every API node's own, verified after activation
 
     @classmethod
     def read(cls, profile: TargetProfile) -> FleetRun:
-        """Read the inventory and make every node's view; FleetError names what is wrong."""
+        """Read the inventory, make every node's view and resolve how each host is reached:
+        all before anything runs; FleetError names what is wrong."""
         spec = profile.fleet
         assert spec is not None
+        platform_variables(profile)
         if spec.inventory is not None:
-            fleet = read_fleet(spec.inventory, spec.groups)
+            listing = read_inventory(spec.inventory)
+            fleet = fleet_from_listing(spec.inventory, listing, spec.groups)
         else:
             fleet = listed_fleet([(h.name, h.host, h.roles, h.variables) for h in spec.hosts])
-        run = cls(profile, fleet, listing_json=json.dumps(fleet.listing, sort_keys=True))
-        for node in fleet.nodes:
-            run.profiles[node.name] = node_profile(profile, node, fleet)
-        node_endpoints(profile, fleet)  # refused now, not after the flags are written
+        run = cls(profile, fleet, endpoints=node_endpoints(profile, fleet))
+        # A host in both roles sees the profile as an API node does (the stricter view).
+        for node in sorted(fleet.nodes, key=lambda node: node.role != "api"):
+            if node.name not in run.profiles:
+                run.profiles[node.name] = node_profile(profile, node, fleet)
+                run.hosts[node.name] = run.resolve(node.name)
         return run
+
+    def resolve(self, name: str) -> BoundedHost:
+        """The testinfra host ``name`` is, as the inventory (or fleet.hosts) says to reach it."""
+        spec = self.profile.fleet
+        assert spec is not None
+        limit_s, connect_s = self.profiles[name].command_timeout_s, spec.connect_timeout_s
+        try:
+            if name in self.fleet.specs:
+                return listed_host(self.fleet.specs[name], limit_s, connect_s)
+            return fleet_host(
+                str(self.fleet.inventory), self.fleet.listing, name, limit_s, connect_s
+            )
+        except Exception as exc:  # each backend fails its own way; none may crash the run
+            reason = exc if isinstance(exc, HostCommandError) else type(exc).__name__
+            raise FleetError(
+                f"{self.fleet.inventory}: host {name}: no way to reach it ({reason})"
+            ) from None
 
     def hosts_of(self, role: str | None) -> list[str]:
         """The names of the hosts a precheck of ``role`` runs on ([] : the platform, once)."""
         return [node.name for node in self.fleet.of_role(role)] if role else []
 
     def host(self, name: str) -> BoundedHost:
-        spec = self.profile.fleet
-        assert spec is not None
-        if name in self.fleet.specs:
-            return listed_host(
-                self.fleet.specs[name],
-                self.profiles[name].command_timeout_s,
-                spec.connect_timeout_s,
-            )
-        return fleet_host(
-            str(self.fleet.inventory),
-            self.listing_json,
-            name,
-            self.profiles[name].command_timeout_s,
-            spec.connect_timeout_s,
-        )
+        return self.hosts[name]
 
     def verified_profile(self) -> TargetProfile:
         """The profile the activation verifies with: the load balancer's endpoints, then
         every API node's own."""
         gateway = self.profile.gateway
-        endpoints = (*gateway.endpoints, *node_endpoints(self.profile, self.fleet))
+        endpoints = (*gateway.endpoints, *self.endpoints)
         return self.profile.model_copy(
             update={"gateway": gateway.model_copy(update={"endpoints": endpoints})}
         )
@@ -114,8 +128,7 @@ def expected_prechecks(
     if fleet is None:
         return names
     expected: list[str] = []
-    for number, name in enumerate(names, start=1):
-        (path,) = checks_dir.glob(f"test_{number:02d}_*.py")
+    for name, path in zip(names, catalogue_files(checks_dir), strict=True):
         role = declared_role(path)
         if role is not None and role not in ROLES:
             raise FleetError(f"{path}: ROLE {role!r} is not a role of a fleet ({', '.join(ROLES)})")
@@ -124,20 +137,12 @@ def expected_prechecks(
     return tuple(expected)
 
 
-def host_of(item: pytest.Item) -> str | None:
-    """The host a precheck item runs on, if it was parametrized over hosts."""
-    callspec = getattr(item, "callspec", None)
-    if callspec is None:
-        return None
-    host = callspec.params.get(NODE_PARAMETER)
-    return str(host) if host is not None else None
-
-
 def parametrize_over_hosts(metafunc: pytest.Metafunc, fleet: FleetRun | None) -> None:
     """A host-level precheck runs once per host of its role, its id the host's name."""
     if fleet is None or NODE_PARAMETER not in metafunc.fixturenames:
         return
-    role = getattr(metafunc.module, ROLE, None)
-    hosts = fleet.hosts_of(role) if isinstance(role, str) else []
+    # Read as the gate reads it (declared_role), so that the two never disagree.
+    role = declared_role(Path(str(metafunc.module.__file__)))
+    hosts = fleet.hosts_of(role)
     if hosts:
         metafunc.parametrize(NODE_PARAMETER, hosts, ids=hosts)

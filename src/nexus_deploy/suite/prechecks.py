@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from nexus_deploy.suite.fleet import host_of
-
 CHECKS_DIR = "checks"
 CHECK_FILE = re.compile(r"^test_(?P<number>[0-9]{2})_(?P<name>[a-z][a-z0-9_]*)\.py$")
 
@@ -36,7 +34,12 @@ def name_of_file(path: Path) -> str | None:
 def catalogue(checks_dir: Path) -> tuple[str, ...]:
     """Every precheck's name, in order: the files test_01_*.py, test_02_*.py... of checks_dir,
     numbered from 01 without gaps or repeats."""
-    numbered: dict[int, str] = {}
+    return tuple(name_of_file(path) or "" for path in catalogue_files(checks_dir))
+
+
+def catalogue_files(checks_dir: Path) -> tuple[Path, ...]:
+    """The precheck files of ``catalogue``, in the same order."""
+    numbered: dict[int, Path] = {}
     for path in sorted(checks_dir.glob("test_*.py")):
         match = CHECK_FILE.match(path.name)
         if match is None:
@@ -45,9 +48,9 @@ def catalogue(checks_dir: Path) -> tuple[str, ...]:
         if number in numbered:
             raise CatalogueError(
                 f"{checks_dir}: two prechecks are numbered {number:02d} "
-                f"({numbered[number]} and {match['name'].upper()})"
+                f"({name_of_file(numbered[number])} and {match['name'].upper()})"
             )
-        numbered[number] = match["name"].upper()
+        numbered[number] = path
     expected = list(range(1, len(numbered) + 1))
     if sorted(numbered) != expected:
         raise CatalogueError(
@@ -99,6 +102,18 @@ def label(name: str, host: str | None) -> str:
 def base_name(label: str) -> str:
     """The precheck a label is of (``DISK[api-3]``: DISK)."""
     return label.split("[", 1)[0]
+
+
+NODE_PARAMETER = "node"  # the fixture a host-level precheck is parametrized over (suite.fleet)
+
+
+def host_of(item: pytest.Item) -> str | None:
+    """The host a precheck item runs on, if it was parametrized over a fleet's hosts."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    host = callspec.params.get(NODE_PARAMETER)
+    return str(host) if host is not None else None
 
 
 def host_of_label(label: str) -> str | None:

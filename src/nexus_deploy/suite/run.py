@@ -21,9 +21,9 @@ from nexus_deploy.runid import operator
 from nexus_deploy.suite import record
 from nexus_deploy.suite.decision import Decision, decide
 from nexus_deploy.suite.files import RunFiles, open_audit, untrusted_directory
-from nexus_deploy.suite.fleet import FleetRun, host_of
+from nexus_deploy.suite.fleet import FleetRun
 from nexus_deploy.suite.gate import runtime_problems
-from nexus_deploy.suite.prechecks import Outcome, Status, Tally, base_name, precheck_label
+from nexus_deploy.suite.prechecks import Outcome, Status, Tally, base_name, host_of, precheck_label
 from nexus_deploy.suite.prefetch import Declaration, Prefetch, concurrent_host, start_wanted
 
 if TYPE_CHECKING:  # a precheck run never loads the activation stack
