@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from nexus_deploy import __version__, audit
 from nexus_deploy.runid import operator
 from nexus_deploy.suite.decision import Decision
-from nexus_deploy.suite.prechecks import Status
+from nexus_deploy.suite.prechecks import Status, base_name, host_of_label
 from nexus_deploy.suite.record import VERDICT_CSS, deployer_commit, platform_head
 
 if TYPE_CHECKING:
@@ -109,6 +109,12 @@ def banner(run: DeploymentRun, decision: Decision) -> str:
     )
 
 
+def audit_event(label: str) -> str:
+    """How the audit log names a precheck's line: PRECHECK_DISK, PRECHECK_DISK host=api-3."""
+    host = host_of_label(label)
+    return f"PRECHECK_{base_name(label)}" + (f" host={host}" if host else "")
+
+
 def precheck_table(run: DeploymentRun) -> str:
     rows = []
     for number, name in run.numbered_prechecks():  # DISK, or DISK[api-3] on a fleet
@@ -119,7 +125,7 @@ def precheck_table(run: DeploymentRun) -> str:
         css = status.replace(" ", "-")
         rows.append(
             f'<tr class="precheck" id="precheck-{e(name)}"><td>{number:02d}</td>'
-            f'<td title="PRECHECK_{e(name)}">{e(name)}</td>'
+            f'<td title="{e(audit_event(name))}">{e(name)}</td>'
             f'<td class="status-{e(css)}">{e(status)}</td>'
             f'<td class="measured">{e(measured)}</td><td>{e(message)}</td></tr>'
         )
