@@ -186,12 +186,16 @@ class Tally:
 
     def lines(self) -> list[tuple[str, Status | None]]:
         """A line per precheck for the terminal, with its status (None: those not run)."""
+        width = max([15, *map(len, self.outcomes)])  # DISK, or REPOSITORY[api-12] on a fleet
         lines: list[tuple[str, Status | None]] = [
-            (f"{o.label:>15}: {o.status.value}" + (f" ({o.reason})" if o.reason else ""), o.status)
+            (
+                f"{o.label:>{width}}: {o.status.value}" + (f" ({o.reason})" if o.reason else ""),
+                o.status,
+            )
             for o in self.outcomes.values()
         ]
         if self.not_run:
-            lines.append((f"{'not run':>15}: {', '.join(self.not_run)}", None))
+            lines.append((f"{'not run':>{width}}: {', '.join(self.not_run)}", None))
         return lines
 
     @property
