@@ -487,3 +487,32 @@ def test_a_fleet_section_that_cannot_be_used_is_refused_naming_the_field(
     assert run.rc == pytest.ExitCode.USAGE_ERROR, run.output
     assert "fleet" in run.output and named in run.output
     assert "pw@" not in run.output
+
+
+@pytest.fixture
+def hanging_uname() -> Iterator[str]:
+    """api-3's `uname` hangs (a stuck NFS mount on PATH, say), logging each start."""
+    fake = "/usr/local/bin/uname"
+    on_node("api-3", f"printf '#!/bin/sh\\necho \"$@\" >> /tmp/uname.log\\nsleep 60\\n' > {fake}")
+    on_node("api-3", f"chmod 755 {fake}; rm -f /tmp/uname.log")
+    try:
+        yield "/tmp/uname.log"
+    finally:
+        on_node("api-3", f"rm -f {fake} /tmp/uname.log")
+
+
+def test_a_probe_that_hangs_is_run_once_not_once_per_precheck(
+    run_suite: Callable[..., SuiteRun], fleet_target: Callable[..., Path], hanging_uname: str
+) -> None:
+    override = """ nexus_overrides="{'command_timeout_s': 2.0}\""""
+    inventory = re.sub(r"^(api-3 .*)$", rf"\1{override}", INVENTORY.read_text(), flags=re.M)
+    run = run_suite("-m", "precheck", target=fleet_target(inventory=inventory), timeout=120)
+    assert run.rc == pytest.ExitCode.TESTS_FAILED, run.output
+    failed = {label for label, status in audit_statuses(run).items() if status == "FAIL"}
+    assert failed and all(label.endswith("[api-3]") for label in failed), failed
+    started = subprocess.run(
+        ["docker", "exec", container("api-3"), "cat", hanging_uname],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    # Once in the node's batch of probes, once asked alone; then every asker gets the timeout.
+    assert started.count("-s") <= 2, started

@@ -130,16 +130,25 @@ class BoundedHost(Host):  # type: ignore[misc]  # testinfra ships no type hints
         # the life of this object. That is one run: pytest runs (nexusctl's too) are processes.
         self.ssh_failure: str | None = None
         self._probes: dict[str, CommandResult] = {}
+        self._probe_failures: dict[str, HostCommandTimeout] = {}
         self._probe_locks: dict[str, threading.Lock] = {}
 
     def run(self, command: str, *args: str, **kwargs: Any) -> CommandResult:
         line = self.backend.quote(command, *args)  # as testinfra quotes it: args shell-quoted
         if not PROBE.fullmatch(line):
             return self._run_line(line, **kwargs)
-        # Asked from several threads at once, a probe waits for the first one's answer.
+        # Asked from several threads at once, a probe waits for the first one's answer; one
+        # that ran out of time is not run again by each of the others in turn (a host whose
+        # `uname` hangs costs one command limit, not one per precheck that asks).
         with self._probe_locks.setdefault(line, threading.Lock()):
+            if line in self._probe_failures:
+                raise self._probe_failures[line]
             if line not in self._probes:
-                self._probes[line] = self._run_line(line, **kwargs)
+                try:
+                    self._probes[line] = self._run_line(line, **kwargs)
+                except HostCommandTimeout as exc:
+                    self._probe_failures[line] = exc
+                    raise
             return self._probes[line]
 
     def warm_probes(self, probes: tuple[str, ...] = USUAL_PROBES) -> None:
