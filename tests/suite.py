@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
 import socket
 import xml.etree.ElementTree as ET
@@ -142,3 +143,15 @@ def flag_rows(connection: Any) -> list[tuple[str, str, str, str]]:
         "FROM nexus_feature_flags ORDER BY key"
     ).fetchall()
     return rows
+
+
+def plant_hostile(path: Path, make: str, content: bytes) -> None:
+    """Replace the file ``path`` by a hostile one: a FIFO (``make="fifo"``), a link to
+    /dev/zero (``"dev-zero"``), else a file holding ``content``."""
+    path.unlink()
+    if make == "fifo":
+        os.mkfifo(path)
+    elif make == "dev-zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.write_bytes(content)

@@ -36,7 +36,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from suite import REPO, SANDBOX_PROFILE, set_dotted
+from suite import REPO, SANDBOX_PROFILE, plant_hostile, set_dotted
 
 from nexus_deploy import audit
 from nexus_deploy.audit import AuditLog
@@ -291,13 +291,8 @@ class World:
         for path in (REPO / "pfs").glob("*.yaml"):
             shutil.copy(path, pfs)
         hostile = pfs / name
-        hostile.unlink()
-        if make == "fifo":
-            os.mkfifo(hostile)
-        elif make == "dev-zero":
-            hostile.symlink_to("/dev/zero")
-        else:
-            hostile.write_bytes(content.encode() if isinstance(content, str) else content or b"")
+        text = content.encode() if isinstance(content, str) else content or b""
+        plant_hostile(hostile, make, text)
         self.profile({"config.dir": str(pfs)})
         return hostile
 

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from suite import REPO, flag_rows
+from suite import REPO, flag_rows, plant_hostile
 from test_activation import postgres_admin, sandbox_password
 
 from nexus_deploy import audit, db
@@ -269,18 +269,9 @@ def test_a_hostile_phase_config_fails_config_at_once(
     target_file: Callable[..., Path],
     pfs_copy: Path,
 ) -> None:
-    path = pfs_copy / file
-    path.unlink()
-    if make == "fifo":
-        os.mkfifo(path)
-    elif make == "dev-zero":
-        path.symlink_to("/dev/zero")
-    else:
-        levels = ["a: &a [x, x, x, x, x, x, x, x, x]"]
-        levels += [
-            f"{c}: &{c} [{', '.join(['*' + p] * 9)}]" for p, c in zip("ab", "bc", strict=True)
-        ]
-        path.write_text("\n".join(levels) + "\n", encoding="utf-8")
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    levels += [f"{c}: &{c} [{', '.join(['*' + p] * 9)}]" for p, c in zip("ab", "bc", strict=True)]
+    plant_hostile(pfs_copy / file, make, ("\n".join(levels) + "\n").encode())
     run = run_suite("-m", "precheck", target=target_file({"config.dir": str(pfs_copy)}), timeout=60)
     assert run.rc == 1, run.output
     assert run.cases["test_config"]["outcome"] == "failed"
